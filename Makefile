@@ -1,0 +1,72 @@
+# tpctl — see README.md. `make demo` and `make test` are the two entry points;
+# both install what a fresh Debian 12 machine lacks (apt + npm ci) before they run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+APT_PACKAGES := iptables iproute2 libbpf1 util-linux procps
+BPF_PACKAGES := clang llvm libbpf-dev linux-libc-dev
+TEST_PACKAGES := bpftool
+
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,bpf/prebuilt/%.bpf.o,$(BPF_SRC))
+BPF_HDR := $(wildcard bpf/include/*.h)
+# -fdebug-prefix-map keeps the object byte-identical whatever the checkout path, so
+# `make bpf-check` can compare a rebuild with the committed object.
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu \
+	-fdebug-prefix-map=$(CURDIR)=. -fno-ident
+
+.PHONY: build deps deps-apt deps-npm bpf bpf-check test test-unit demo bench clean
+
+deps: deps-apt deps-npm
+
+# Installs only what is missing; a machine with everything skips apt entirely.
+deps-apt:
+	@missing=""; for p in $(APT_PACKAGES) $(BPF_PACKAGES) $(TEST_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; exit 1; fi; \
+		echo "apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-npm: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: deps-npm
+	npx tsc -p tsconfig.json
+
+bpf/prebuilt/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p bpf/prebuilt
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+bpf: $(BPF_OBJ)
+
+# Rebuild every object into a scratch directory and fail if a committed one differs.
+bpf-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; stale=""; \
+	for src in $(BPF_SRC); do \
+		obj=$$tmp/$$(basename $${src%.c}).o; \
+		clang $(BPF_CFLAGS) -c $$src -o $$obj || exit 1; \
+		cmp -s $$obj bpf/prebuilt/$$(basename $$obj) || stale="$$stale $$(basename $$obj)"; \
+	done; \
+	if [ -n "$$stale" ]; then echo "stale bpf/prebuilt objects:$$stale (run make bpf and commit)"; exit 1; fi; \
+	echo "bpf/prebuilt objects are up to date"
+
+test: deps build bpf-check
+	@mkdir -p reports
+	npx vitest run; rc=$$?; node scripts/test-summary.mjs reports/vitest.json; exit $$rc
+
+test-unit: build
+	npx vitest run test/config test/iptables test/ebpf/object.test.ts
+
+demo: deps build
+	node dist/sandbox/demo.js $(DEMO_ARGS)
+
+bench: deps build
+	node dist/bench/run.js
+
+clean:
+	rm -rf dist reports

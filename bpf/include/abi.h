@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * abi.h — the layout of every map key and value shared by the BPF programs and the
+ * TypeScript controller (src/ebpf/codecs.ts mirrors each struct; a test compares the
+ * sizes recorded in BTF with the codec sizes).
+ *
+ * Rules that keep the two sides in step:
+ *   - fixed-width types only, explicit padding, no bitfields;
+ *   - addresses in network byte order, always in a 16-byte __u32[4] slot (IPv4 uses
+ *     word 0, the rest zero) so one struct serves both families;
+ *   - a port is network order when it is part of a socket address (tp_addr),
+ *     host order when it is a setting or a map key (config, exclusions);
+ *   - bump TP_ABI_VERSION and the _vN suffix of every map name on any change, so an
+ *     old pinned map is never reused with a new layout.
+ */
+#ifndef TP_ABI_H
+#define TP_ABI_H
+
+#include <linux/types.h>
+
+#define TP_ABI_VERSION 1
+
+#define TP_AF_INET  2
+#define TP_AF_INET6 10
+
+/* tp_config.dns_mode */
+#define TP_DNS_OFF    0 /* never touch DNS */
+#define TP_DNS_LISTED 1 /* only servers present in tp_dns_srv4/6 */
+#define TP_DNS_ALL    2 /* every UDP datagram to port 53 */
+
+/* tp_config.flags */
+#define TP_F_INBOUND  (1u << 0) /* capture inbound TCP (tc program) */
+#define TP_F_IPV4     (1u << 1) /* redirect IPv4 */
+#define TP_F_IPV6     (1u << 2) /* redirect IPv6 (dualstack mode) */
+
+/* Value of the single-entry array map tp_cfg_v1 (key 0). */
+struct tp_config {
+	__u32 proxy_uid;        /* connections of this uid are never touched */
+	__u16 outbound_port;    /* host order: 15001 */
+	__u16 inbound_port;     /* host order: 15006 */
+	__u16 dns_port;         /* host order: 15053 */
+	__u8  dns_mode;         /* TP_DNS_* */
+	__u8  flags;            /* TP_F_* */
+	__u32 instance_ip4;     /* network order; 0 = none */
+	__u32 instance_ip6[4];  /* network order; all zero = none */
+};                          /* 32 bytes */
+
+/* A socket address: the original destination of a redirected connection. */
+struct tp_addr {
+	__u32 ip[4];            /* network order; IPv4 in ip[0] */
+	__u16 port;             /* network order */
+	__u8  family;           /* TP_AF_INET / TP_AF_INET6 */
+	__u8  pad;
+};                          /* 20 bytes */
+
+/*
+ * Key of tp_flow_v1: the client end of a redirected TCP connection, i.e. what the
+ * proxy's accepted socket reports as its peer (instance IP + ephemeral port).
+ */
+struct tp_flow_key {
+	__u32 ip[4];            /* network order */
+	__u16 port;             /* network order */
+	__u8  family;
+	__u8  pad;
+};                          /* 20 bytes */
+
+/* Keys of the LPM tries holding excluded CIDRs. */
+struct tp_lpm4_key {
+	__u32 prefixlen;
+	__u32 addr;             /* network order */
+};                          /* 8 bytes */
+
+struct tp_lpm6_key {
+	__u32 prefixlen;
+	__u32 addr[4];          /* network order */
+};                          /* 20 bytes */
+
+/* Key of tp_uid_excl_v1: one (uid, protocol, port) that is never redirected. */
+struct tp_uid_port_key {
+	__u32 uid;
+	__u16 port;             /* host order; 0 = every port */
+	__u8  proto;            /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
+	__u8  pad;
+};                          /* 8 bytes */
+
+/* Key of tp_dns_srv6_v1 (tp_dns_srv4_v1 uses a plain __u32, network order). */
+struct tp_ip6 {
+	__u32 addr[4];          /* network order */
+};                          /* 16 bytes */
+
+#endif /* TP_ABI_H */

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Privileged end-to-end tests build network namespaces, cgroups and bpffs mounts;
+// they run one file at a time so two sandboxes never race on shared kernel state
+// (cgroup hooks are global, not per netns).
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default', 'json'],
+    outputFile: { json: 'reports/vitest.json' },
+  },
+});
