@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockops.bpf.c — bridges a redirected socket's cookie to the 4-tuple the proxy sees.
+ *
+ * connect4/6 could only key the original destination by socket cookie: the local
+ * port is not chosen yet at connect time. When the application's connection is
+ * established (ACTIVE_ESTABLISHED_CB, on the client socket, strictly before the proxy
+ * can accept it: the client sends its final ACK only after this callback), the local
+ * address and port are known, and they are exactly the peer the proxy's accepted
+ * socket reports. cgroup/getsockopt then answers SO_ORIGINAL_DST from tp_flow_v1.
+ *
+ * A redirected socket also asks for state callbacks (at TCP_CONNECT_CB, so a connect
+ * that fails is covered too) and its cookie entry is deleted when it reaches CLOSE,
+ * where getpeername has nothing to report anyway. tp_orig_dst_v1 then holds live
+ * sockets (plus UDP ones, which have no close hook) and its LRU evicts nothing useful.
+ * tp_flow_v1 entries stay: the proxy may still ask after the client has gone.
+ */
+#include "helpers.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void remember_flow(struct bpf_sock_ops *skops)
+{
+	struct tp_flow_key key;
+	struct tp_addr local;
+	struct tp_addr *orig;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	/* local_port is host order in bpf_sock_ops, the key wants network order */
+	__u16 port = bpf_htons((__u16)skops->local_port);
+
+	orig = bpf_map_lookup_elem(&tp_orig_dst_v1, &cookie);
+	if (!orig)
+		return;
+	if (skops->family == TP_AF_INET)
+		tp_addr4(&local, skops->local_ip4, port);
+	else if (skops->family == TP_AF_INET6)
+		tp_addr6(&local, skops->local_ip6[0], skops->local_ip6[1],
+			 skops->local_ip6[2], skops->local_ip6[3], port);
+	else
+		return;
+	tp_flow_key(&key, &local);
+	bpf_map_update_elem(&tp_flow_v1, &key, orig, BPF_ANY);
+}
+
+static __always_inline void watch_close(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+
+	if (bpf_map_lookup_elem(&tp_orig_dst_v1, &cookie))
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+SEC("sockops")
+int tp_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		watch_close(skops);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		remember_flow(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		/* args[1] is the new state; a CLOSEd socket has no peer to report */
+		if (skops->args[1] == BPF_TCP_CLOSE) {
+			cookie = bpf_get_socket_cookie(skops);
+			bpf_map_delete_elem(&tp_orig_dst_v1, &cookie);
+		}
+		break;
+	}
+	return 1;
+}

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc.bpf.c — tc ingress: steers new inbound TCP connections to the proxy's inbound
+ * listener without NAT.
+ *
+ * For a SYN to an instance IP on a captured port, bpf_skc_lookup_tcp finds the
+ * proxy's listener at (instance IP, inbound_port) in this netns and bpf_sk_assign
+ * hands the packet to it. The TCP stack then creates the connection with the packet's
+ * own addresses, so the accepted socket's local address *is* the original destination
+ * and the client's source address is preserved — no rewriting, no checksum fixes, no
+ * flow table. Later packets of that connection find the accepted socket by the normal
+ * lookup, so only SYNs need steering.
+ *
+ * Headers are read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET): offsets count
+ * from the network header, so the program works whatever the link layer (Ethernet,
+ * VLAN-stripped, or none at all on tun/wireguard devices). IPv6 extension headers and
+ * IPv4 fragments are left alone (a SYN never needs either).
+ *
+ * The program never drops: every path returns TC_ACT_OK.
+ */
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/pkt_cls.h>
+#include "helpers.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* IP_MF | IP_OFFSET: the kernel's names are not UAPI. */
+#define TP_IP_FRAGMENT 0x3fff
+
+/* Settings-based filter on a SYN's destination port (network order). */
+static __always_inline int port_captured(const struct tp_config *cfg, __be16 dport)
+{
+	__u16 port = bpf_ntohs(dport);
+
+	if (port == cfg->inbound_port)
+		return 0; /* addressed to the proxy itself */
+	return bpf_map_lookup_elem(&tp_in_port_v1, &port) == 0;
+}
+
+/* A SYN that should go to the proxy: SYN without ACK (not a SYN-ACK). */
+static __always_inline int is_new_connection(const struct tcphdr *th)
+{
+	return th->syn && !th->ack;
+}
+
+/*
+ * First, the packet's own tuple: if a socket other than a listener already owns it
+ * (established, a pending request socket from an earlier SYN, TIME_WAIT) the normal
+ * path must handle it — re-steering a retransmitted SYN would create a second request
+ * socket for the same tuple. Then the proxy's listener at (dst, inbound_port); only a
+ * LISTEN socket is a valid target for bpf_sk_assign here. Every reference taken is
+ * released.
+ */
+static __always_inline void steer(struct __sk_buff *skb, struct bpf_sock_tuple *t,
+				  __u32 tuple_len, __be16 *dport, __u16 inbound_port)
+{
+	struct bpf_sock *sk;
+	int owned;
+
+	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		owned = sk->state != BPF_TCP_LISTEN;
+		bpf_sk_release(sk);
+		if (owned)
+			return;
+	}
+
+	*dport = bpf_htons(inbound_port);
+	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return;
+	if (sk->state == BPF_TCP_LISTEN)
+		bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+}
+
+static __always_inline void steer4(struct __sk_buff *skb, const struct tp_config *cfg)
+{
+	struct bpf_sock_tuple t = {};
+	struct tp_lpm4_key src;
+	struct tcphdr th;
+	struct iphdr ip;
+
+	if (!(cfg->flags & TP_F_IPV4) || cfg->instance_ip4 == 0)
+		return;
+	if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
+		return;
+	if (ip.version != 4 || ip.ihl < 5 || ip.protocol != IPPROTO_TCP)
+		return;
+	if (ip.frag_off & bpf_htons(TP_IP_FRAGMENT))
+		return;
+	if (ip.daddr != cfg->instance_ip4)
+		return;
+	if (bpf_skb_load_bytes_relative(skb, ip.ihl * 4, &th, sizeof(th), BPF_HDR_START_NET))
+		return;
+	if (!is_new_connection(&th) || !port_captured(cfg, th.dest))
+		return;
+	src.prefixlen = 32;
+	src.addr = ip.saddr;
+	if (bpf_map_lookup_elem(&tp_in_cidr4_v1, &src))
+		return;
+
+	t.ipv4.saddr = ip.saddr;
+	t.ipv4.daddr = ip.daddr;
+	t.ipv4.sport = th.source;
+	t.ipv4.dport = th.dest;
+	steer(skb, &t, sizeof(t.ipv4), &t.ipv4.dport, cfg->inbound_port);
+}
+
+static __always_inline void steer6(struct __sk_buff *skb, const struct tp_config *cfg)
+{
+	struct bpf_sock_tuple t = {};
+	struct tp_lpm6_key src;
+	struct ipv6hdr ip6;
+	struct tcphdr th;
+	const __u32 *saddr = ip6.saddr.in6_u.u6_addr32;
+	const __u32 *daddr = ip6.daddr.in6_u.u6_addr32;
+
+	if (!(cfg->flags & TP_F_IPV6) || !tp_has_ip6(cfg->instance_ip6))
+		return;
+	if (bpf_skb_load_bytes_relative(skb, 0, &ip6, sizeof(ip6), BPF_HDR_START_NET))
+		return;
+	if (ip6.version != 6 || ip6.nexthdr != IPPROTO_TCP)
+		return;
+	if (!tp_ip6_eq(daddr, cfg->instance_ip6))
+		return;
+	if (bpf_skb_load_bytes_relative(skb, sizeof(ip6), &th, sizeof(th), BPF_HDR_START_NET))
+		return;
+	if (!is_new_connection(&th) || !port_captured(cfg, th.dest))
+		return;
+	src.prefixlen = 128;
+	src.addr[0] = saddr[0];
+	src.addr[1] = saddr[1];
+	src.addr[2] = saddr[2];
+	src.addr[3] = saddr[3];
+	if (bpf_map_lookup_elem(&tp_in_cidr6_v1, &src))
+		return;
+
+	t.ipv6.saddr[0] = saddr[0];
+	t.ipv6.saddr[1] = saddr[1];
+	t.ipv6.saddr[2] = saddr[2];
+	t.ipv6.saddr[3] = saddr[3];
+	t.ipv6.daddr[0] = daddr[0];
+	t.ipv6.daddr[1] = daddr[1];
+	t.ipv6.daddr[2] = daddr[2];
+	t.ipv6.daddr[3] = daddr[3];
+	t.ipv6.sport = th.source;
+	t.ipv6.dport = th.dest;
+	steer(skb, &t, sizeof(t.ipv6), &t.ipv6.dport, cfg->inbound_port);
+}
+
+SEC("tc")
+int tp_tc_ingress(struct __sk_buff *skb)
+{
+	struct tp_config *cfg = tp_config();
+
+	if (!cfg || !(cfg->flags & TP_F_INBOUND) || cfg->inbound_port == 0)
+		return TC_ACT_OK;
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		steer4(skb, cfg);
+	else if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		steer6(skb, cfg);
+	return TC_ACT_OK;
+}

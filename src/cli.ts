@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+/**
+ * The command line: argv → command. The only module that prints errors and decides
+ * exit codes. Usage errors (unknown flag, unknown command, missing argument) exit 2
+ * with one line; a TpError exits with its own code and one line; anything else exits
+ * 1 with its message, and a stack trace only with --verbose or TPCTL_DEBUG=1.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { install } from './commands/install.js';
+import { uninstall } from './commands/uninstall.js';
+import { DEFAULTS } from './config/defaults.js';
+import type { RawFlags, RawUninstallFlags } from './config/schema.js';
+import type { Logger } from './config/types.js';
+import type { EngineResult } from './engine.js';
+import { isTpError } from './errors.js';
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+const processIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  env: process.env,
+};
+
+/** A usage mistake found by tpctl itself (not by commander): exit 2 like commander's. */
+class UsageError extends Error {}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const BOOL_NOTE = '\n[bool] flags: --flag turns it on, --flag=false off.';
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+function boolOption(flags: string, description: string): Option {
+  return new Option(`${flags} [bool]`, description);
+}
+
+function addInstallOptions(cmd: Command): Command {
+  const d = DEFAULTS;
+  const opts: Option[] = [
+    new Option('--config <file>', 'config file (YAML or JSON, kumactl keys), - for stdin; repeatable, later files win, flags win over files').argParser(collect),
+    new Option('--kuma-dp-user <name|uid>', `user the proxy runs as; its traffic is never redirected (default: uid ${d.proxyUid}, else user ${d.proxyUserName})`),
+    new Option('--kuma-dp-uid <uid>', 'deprecated alias of --kuma-dp-user').hideHelp(),
+    new Option('--ip-family-mode <mode>', 'dualstack or ipv4 (default: dualstack)'),
+    boolOption('--redirect-inbound', 'redirect inbound traffic to the proxy (default: true)'),
+    new Option('--redirect-inbound-port <port>', `inbound listener port (default: ${d.inboundPort})`),
+    new Option('--redirect-outbound-port <port>', `outbound listener port (default: ${d.outboundPort})`),
+    new Option('--exclude-inbound-ports <ports>', 'inbound ports not redirected: comma list, ranges a-b; repeatable').argParser(collect),
+    new Option('--exclude-outbound-ports <ports>', 'outbound ports not redirected: comma list, ranges a-b; repeatable').argParser(collect),
+    new Option('--exclude-inbound-ips <ips>', 'source addresses/CIDRs (v4 or v6) not redirected inbound; comma list, repeatable').argParser(collect),
+    new Option('--exclude-outbound-ips <ips>', 'destination addresses/CIDRs (v4 or v6) not redirected outbound; comma list, repeatable').argParser(collect),
+    new Option('--exclude-outbound-ports-for-uids <rule>', 'per-uid outbound exclusion [tcp|udp|*:][ports|*:]uid[-uid]; repeatable').argParser(collect),
+    boolOption('--redirect-dns', 'redirect DNS queries to the nameservers in resolv.conf to the DNS listener'),
+    boolOption('--redirect-all-dns-traffic', 'redirect every DNS query (UDP :53) to the DNS listener'),
+    new Option('--redirect-dns-port <port>', `DNS listener port (default: ${d.dnsPort})`),
+    new Option('--resolv-conf-path <path>', `resolv.conf whose nameservers --redirect-dns captures (default: ${d.resolvConfPath})`),
+    boolOption('--skip-dns-conntrack-zone-split', 'iptables: do not put DNS traffic in separate conntrack zones'),
+    boolOption('--drop-invalid-packets', 'iptables: drop packets in conntrack state INVALID'),
+    boolOption('--iptables-logs', 'iptables: log matched packets with the LOG target'),
+    new Option('--vnet <iface:cidr>', 'virtual network whose traffic is redirected, e.g. docker0:172.17.0.0/16, br+:172.18.0.0/16; repeatable').argParser(collect),
+    boolOption('--store-firewalld', 'iptables: also store the rules in firewalld (/etc/firewalld/direct.xml)'),
+    new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto: the one already holding rules, else nft)'),
+    new Option('--wait <seconds>', `seconds to wait for the xtables lock (default: ${d.waitSeconds})`),
+    new Option('--wait-interval <microseconds>', 'xtables lock polling interval (default: iptables default)'),
+    new Option('--max-retries <n>', `install retries after a failed attempt (default: ${d.maxRetries})`),
+    new Option('--sleep-between-retries <duration>', 'pause between retries, e.g. 2s, 500ms (default: 2s)'),
+    boolOption('--ebpf-enabled', 'use the eBPF engine instead of iptables'),
+    new Option('--ebpf-instance-ip <ip[,ip6]>', "eBPF: this host's address (one IPv4, optionally one IPv6)").argParser(collect),
+    new Option('--ebpf-programs-source-path <dir>', 'eBPF: directory of the *.bpf.o programs (default: bundled bpf/prebuilt)'),
+    new Option('--ebpf-bpffs-path <dir>', `eBPF: bpffs directory for pins and state (default: ${d.bpffsPath})`),
+    new Option('--ebpf-cgroup-path <dir>', 'eBPF: cgroup v2 directory to attach to (default: the cgroup2 root)'),
+    new Option('--ebpf-tc-attach-iface <iface>', 'eBPF: interface for the inbound tc program (default: the one holding the instance IP)'),
+    boolOption('--dry-run', 'print what would be installed, change nothing'),
+    boolOption('--verbose', 'more output; stack traces on unexpected errors'),
+    boolOption('--skip-resolv-conf', 'deprecated, has no effect').hideHelp(),
+    boolOption('--experimental-transparent-proxy-engine', 'deprecated, has no effect').hideHelp(),
+  ];
+  for (const o of opts) cmd.addOption(o);
+  cmd.addHelpText('after', BOOL_NOTE);
+  return cmd;
+}
+
+function addUninstallOptions(cmd: Command): Command {
+  cmd.addOption(new Option('--config <file>', 'config file (YAML or JSON), - for stdin; repeatable').argParser(collect));
+  cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
+  cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
+  cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
+  cmd.addOption(boolOption('--dry-run', 'print what would be removed, change nothing'));
+  cmd.addOption(boolOption('--verbose', 'more output; stack traces on unexpected errors'));
+  cmd.addHelpText('after', BOOL_NOTE);
+  return cmd;
+}
+
+/** Commander's options object without the keys of flags that were not given. */
+function givenFlags(cmd: Command): Record<string, string | boolean | string[]> {
+  return Object.fromEntries(Object.entries(cmd.opts()).filter(([, v]) => v !== undefined)) as Record<string, string | boolean | string[]>;
+}
+
+function printResult(io: CliIo, result: EngineResult, dryRun: boolean, done: string, noop: string): void {
+  for (const line of result.lines) io.stdout(`${line}\n`);
+  if (!dryRun) io.stdout(`${result.changed ? done : noop}\n`);
+}
+
+function isDryRun(flags: Record<string, unknown>): boolean {
+  const v = flags['dryRun'];
+  return v === true || (typeof v === 'string' && ['true', '1', 't'].includes(v.toLowerCase()));
+}
+
+function buildProgram(io: CliIo, logger: Logger): Command {
+  const program = new Command('tpctl');
+  program
+    .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy), iptables or eBPF')
+    .version(packageVersion(), '-v, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false)
+    .configureOutput({
+      writeOut: (s) => io.stdout(s),
+      writeErr: (s) => io.stderr(s),
+      outputError: () => {}, // runCli prints the one line
+    })
+    .argument('[command]')
+    .action((name?: string) => {
+      if (name === undefined) throw new UsageError('missing command (expected install or uninstall; see tpctl --help)');
+      throw new UsageError(`unknown command '${name}' (expected install or uninstall)`);
+    });
+
+  for (const verb of ['install', 'uninstall'] as const) {
+    const group = program
+      .command(verb)
+      .description(`${verb} transparent proxying on this host`)
+      .argument('[what]')
+      .action((what?: string) => {
+        if (what === undefined) throw new UsageError(`${verb}: missing what to ${verb} (expected: transparent-proxy)`);
+        throw new UsageError(`${verb}: unknown target '${what}' (expected: transparent-proxy)`);
+      });
+    const tp = group.command('transparent-proxy').allowExcessArguments(false);
+    if (verb === 'install') {
+      addInstallOptions(tp)
+        .description('redirect the host\'s TCP traffic (and optionally DNS) through the sidecar proxy')
+        .action(async (_opts, cmd: Command) => {
+          const flags = givenFlags(cmd);
+          const result = await install(flags as RawFlags, { logger });
+          printResult(io, result, isDryRun(flags), 'transparent proxy installed', 'transparent proxy already installed with these settings; nothing changed');
+        });
+    } else {
+      addUninstallOptions(tp)
+        .description('remove everything install added')
+        .action(async (_opts, cmd: Command) => {
+          const flags = givenFlags(cmd);
+          const result = await uninstall(flags as RawUninstallFlags, { logger });
+          printResult(io, result, isDryRun(flags), 'transparent proxy removed', 'nothing to remove: no transparent proxy installed');
+        });
+    }
+  }
+  return program;
+}
+
+function oneLine(text: string): string {
+  return text
+    .replace(/^error:\s*/, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  const verbose = argv.some((a) => a === '--verbose' || a === '--verbose=true' || a === '--verbose=1') || io.env['TPCTL_DEBUG'] === '1';
+  const logger: Logger = {
+    info: (m) => io.stdout(`${m}\n`),
+    warn: (m) => io.stderr(`warning: ${m}\n`),
+    debug: (m) => {
+      if (verbose) io.stderr(`debug: ${m}\n`);
+    },
+  };
+  try {
+    await buildProgram(io, logger).parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      io.stderr(`error: ${oneLine(e.message)}\n`);
+      return 2;
+    }
+    if (e instanceof UsageError) {
+      io.stderr(`error: ${e.message}\n`);
+      return 2;
+    }
+    if (isTpError(e)) {
+      io.stderr(`error: ${e.oneLine()}\n`);
+      if (verbose && e.stack) io.stderr(`${e.stack}\n`);
+      return e.exitCode;
+    }
+    const err = e instanceof Error ? e : new Error(String(e));
+    io.stderr(`error: ${oneLine(err.message) || err.name}\n`);
+    if (verbose && err.stack) io.stderr(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  // `tpctl ... --dry-run | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`error: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,55 @@
+/**
+ * `install transparent-proxy`: flags and config files → resolved config → engine.
+ * With --dry-run it only renders what the engine would install (no root needed,
+ * nothing touched).
+ */
+import { describeEbpfPlan, installEbpf } from '../ebpf/index.js';
+import type { EngineResult } from '../engine.js';
+import { requireCapabilities } from '../host/capabilities.js';
+import { installIptables, renderIptablesRuleset } from '../iptables/index.js';
+import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
+import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
+import type { RawFlags } from '../config/schema.js';
+import { silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
+
+export interface CommandOptions {
+  logger?: Logger;
+  /** User and resolv.conf lookups; the host's by default. */
+  host?: HostLookups;
+  /** How `--config` files and `-` (stdin) are read. */
+  readers?: ConfigReaders;
+}
+
+export function configPaths(config: RawFlags['config']): string[] {
+  if (config === undefined) return [];
+  return Array.isArray(config) ? config : [config];
+}
+
+/** Resolves flags + config files and installs (or, with dryRun, renders) transparent proxying. */
+export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): Promise<EngineResult> {
+  const log = opts.logger ?? silentLogger;
+  const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
+  const { config, warnings } = resolveConfig({ flags, files }, opts.host ?? systemHostLookups());
+  for (const w of warnings) log.warn(w);
+  return installResolved(config, log);
+}
+
+/** The text --dry-run prints: the iptables-restore input per family, or the eBPF plan. */
+export function renderDryRun(cfg: TransparentProxyConfig): string {
+  if (cfg.ebpf.enabled) return describeEbpfPlan(cfg);
+  const rules = renderIptablesRuleset(cfg);
+  const parts = ['# IPv4', rules.ipv4.trimEnd()];
+  if (rules.ipv6 !== undefined) parts.push('# IPv6', rules.ipv6.trimEnd());
+  return parts.join('\n');
+}
+
+/** Installs an already resolved configuration with the engine it selects. */
+export async function installResolved(cfg: TransparentProxyConfig, log: Logger = silentLogger): Promise<EngineResult> {
+  if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
+  if (cfg.ebpf.enabled) {
+    requireCapabilities('install transparent-proxy', ['NET_ADMIN', ['BPF', 'SYS_ADMIN']]);
+    return installEbpf(cfg, log);
+  }
+  requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
+  return installIptables(cfg, log);
+}

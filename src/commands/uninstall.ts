@@ -1,0 +1,38 @@
+/**
+ * `uninstall transparent-proxy`: removes what install added. eBPF state is removed
+ * when asked (--ebpf-enabled) or when a state record exists at the bpffs path, so a
+ * plain `uninstall` cleans up whichever engine was used; the iptables cleanup always
+ * runs and is a no-op when none of tpctl's chains exist.
+ */
+import { hasEbpfInstall, uninstallEbpf } from '../ebpf/index.js';
+import type { EngineResult } from '../engine.js';
+import { requireCapabilities } from '../host/capabilities.js';
+import { uninstallIptables } from '../iptables/index.js';
+import { defaultConfigReaders, loadConfigFiles } from '../config/load.js';
+import { resolveUninstallConfig } from '../config/resolve.js';
+import type { RawUninstallFlags } from '../config/schema.js';
+import { silentLogger, type Logger, type UninstallConfig } from '../config/types.js';
+import { configPaths, type CommandOptions } from './install.js';
+
+export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOptions = {}): Promise<EngineResult> {
+  const log = opts.logger ?? silentLogger;
+  const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
+  const { config, warnings } = resolveUninstallConfig({ flags, files });
+  for (const w of warnings) log.warn(w);
+  return uninstallResolved(config, log);
+}
+
+export async function uninstallResolved(cfg: UninstallConfig, log: Logger = silentLogger): Promise<EngineResult> {
+  if (!cfg.dryRun) requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
+  const lines: string[] = [];
+  let changed = false;
+  if (cfg.ebpf.enabled || hasEbpfInstall(cfg.ebpf.bpffsPath)) {
+    const r = await uninstallEbpf({ ...cfg, ebpf: { ...cfg.ebpf, enabled: true } }, log);
+    lines.push(...r.lines);
+    changed ||= r.changed;
+  }
+  const r = await uninstallIptables(cfg, log);
+  lines.push(...r.lines);
+  changed ||= r.changed;
+  return { changed, lines };
+}

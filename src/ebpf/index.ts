@@ -1,0 +1,290 @@
+/**
+ * The eBPF engine: install / uninstall the transparent proxy with programs loaded
+ * through libbpf, attached to a cgroup v2 (pinned bpf_links) and to tc ingress.
+ *
+ * install:   preflight → (same settings already installed: nothing to do)
+ *            → (installed, same attach points: update maps in place)
+ *            → fresh: mount bpffs if needed → load objects (maps pinned by name)
+ *              → fill maps → attach + pin cgroup links → tc filter → state record.
+ *            Every change made by a fresh install is journaled; on any failure the
+ *            journal is replayed backwards so nothing is left behind.
+ * uninstall: from the state record alone.
+ */
+import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EngineError, TpError } from '../errors.js';
+import type { Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
+import type { EngineResult } from '../engine.js';
+import { readMounts, mountOf, mountBpffs, unmount } from '../host/mounts.js';
+import { preflightInstall, preflightUninstall, planBpffs, type InstallPreflight } from './preflight.js';
+import {
+  MAP_SPECS,
+  buildEbpfSpec,
+  configHash,
+  describeEbpfPlan as describePlan,
+  sameAttachment,
+  type EbpfSpec,
+} from './spec.js';
+import { openAndLoad, type LoadedObjects } from './loader.js';
+import { mapPinPath, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
+import { attachCgroupProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
+import { tcHookDestroy } from './libbpf.js';
+import { hasState, readState, removeState, statePinPath, writeState, type EbpfState } from './state.js';
+
+export { buildEbpfSpec } from './spec.js';
+export type { EbpfState } from './state.js';
+
+/** The dry-run text. */
+export function describeEbpfPlan(cfg: TransparentProxyConfig): string {
+  return describePlan(cfg);
+}
+
+/** True when a state record is pinned under bpffsPath. */
+export function hasEbpfInstall(bpffsPath: string): boolean {
+  return hasState(resolve(bpffsPath));
+}
+
+function failAt(step: string): void {
+  if (process.env.TPCTL_FAIL_AT === step) {
+    throw new EngineError(`fault injected at ${step} (TPCTL_FAIL_AT)`);
+  }
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof TpError) return e.oneLine();
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Undo steps of a fresh install, replayed newest first on failure. */
+class Journal {
+  private readonly steps: Array<{ what: string; undo: () => void }> = [];
+  add(what: string, undo: () => void): void {
+    this.steps.push({ what, undo });
+  }
+  /** Returns the steps that could not be undone. */
+  rollback(log: Logger): string[] {
+    const failed: string[] = [];
+    for (const s of this.steps.splice(0).reverse()) {
+      try {
+        s.undo();
+        log.debug(`rolled back: ${s.what}`);
+      } catch (e) {
+        failed.push(`${s.what}: ${errorText(e)}`);
+      }
+    }
+    return failed;
+  }
+}
+
+function rmdirIfEmpty(dir: string): void {
+  if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
+}
+
+function stateIntact(state: EbpfState): boolean {
+  if (!state.links.every((l) => existsSync(l.pin))) return false;
+  if (!MAP_SPECS.every((m) => existsSync(mapPinPath(state.target.bpffsPath, m.name)))) return false;
+  return state.tc ? tcFilterPresent(state.tc) : true;
+}
+
+function freshInstall(
+  cfg: TransparentProxyConfig,
+  pre: InstallPreflight,
+  spec: EbpfSpec,
+  hash: string,
+  log: Logger,
+): EngineResult {
+  const { target } = pre;
+  const bpffs = planBpffs(target.bpffsPath, readMounts());
+  const journal = new Journal();
+  const lines: string[] = [];
+  let loaded: LoadedObjects | undefined;
+  try {
+    for (const dir of bpffs.createDirs) {
+      mkdirSync(dir);
+      journal.add(`mkdir ${dir}`, () => rmdirIfEmpty(dir));
+    }
+    if (bpffs.mount) {
+      mountBpffs(bpffs.path);
+      journal.add(`mount bpffs ${bpffs.path}`, () => unmount(bpffs.path));
+      lines.push(`mounted bpffs at ${bpffs.path}`);
+    }
+
+    // Map pins that exist before the load are not ours to remove on rollback.
+    const pinsBefore = new Set(MAP_SPECS.map((m) => mapPinPath(bpffs.path, m.name)).filter((p) => existsSync(p)));
+    journal.add('pin maps', () => {
+      for (const m of MAP_SPECS) {
+        const pin = mapPinPath(bpffs.path, m.name);
+        if (!pinsBefore.has(pin) && existsSync(pin)) unlinkSync(pin);
+      }
+    });
+    loaded = openAndLoad(target.programsSourcePath, bpffs.path, cfg.verbose);
+    lines.push(`loaded ${spec.programs.length} programs from ${target.programsSourcePath}`);
+
+    const sync = syncMaps(bpffs.path, spec.maps);
+    lines.push(`maps pinned in ${bpffs.path}: ${sync.added} entries written`);
+
+    const dir = linksDir(bpffs.path);
+    if (!existsSync(dir)) {
+      mkdirSync(dir);
+      journal.add(`mkdir ${dir}`, () => rmdirIfEmpty(dir));
+    }
+    const links: EbpfState['links'] = [];
+    for (const prog of spec.programs.filter((x) => x.hook === 'cgroup')) {
+      const pin = linkPinPath(bpffs.path, prog.name);
+      attachCgroupProgram(loaded, prog, target.cgroupPath, pin);
+      journal.add(`attach ${prog.name}`, () => detachLink(pin));
+      links.push({ program: prog.name, pin });
+    }
+    lines.push(`attached ${links.length} programs to cgroup ${target.cgroupPath}`);
+    failAt('after-cgroup-attach');
+
+    let tc: EbpfState['tc'];
+    if (target.tc) {
+      const { iface, ifindex } = target.tc;
+      tc = attachTc(loaded, iface, ifindex, () =>
+        journal.add(`clsact on ${iface}`, () => tcHookDestroy(ifindex)),
+      );
+      journal.add(`tc filter on ${iface}`, () => undoTcAttach(ifindex));
+      lines.push(`attached tp_tc_ingress to ${iface} ingress (handle 0x${tc.handle.toString(16)}, priority ${tc.priority})`);
+    }
+    failAt('after-tc-attach');
+
+    const state: EbpfState = {
+      version: 1,
+      configHash: hash,
+      target: { ...target, bpffsPath: bpffs.path },
+      programs: spec.programs.map((x) => x.name),
+      links,
+      ...(tc ? { tc } : {}),
+      maps: MAP_SPECS.map((m) => mapPinPath(bpffs.path, m.name)),
+      bpffs: { mounted: bpffs.mount, createdDirs: bpffs.createDirs },
+      installedAt: new Date().toISOString(),
+    };
+    writeState(state);
+    journal.add('state record', () => removeState(bpffs.path));
+    lines.push(`state recorded in ${statePinPath(bpffs.path)}`);
+    return { changed: true, lines };
+  } catch (e) {
+    loaded?.close();
+    loaded = undefined;
+    const leftovers = journal.rollback(log);
+    const cause = errorText(e);
+    if (leftovers.length > 0) {
+      throw new EngineError(`install failed: ${cause}; rollback incomplete: ${leftovers.join('; ')}`, { cause: e });
+    }
+    throw new EngineError(`install failed: ${cause}; nothing was left behind`, { cause: e });
+  } finally {
+    loaded?.close();
+  }
+}
+
+function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logger): EngineResult {
+  const bpffsPath = state.target.bpffsPath;
+  const names = spec.maps.map((m) => m.name);
+  const before = snapshotMaps(bpffsPath, names);
+  try {
+    const r = syncMaps(bpffsPath, spec.maps);
+    writeState({ ...state, configHash: hash, installedAt: new Date().toISOString() });
+    return {
+      changed: true,
+      lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`],
+    };
+  } catch (e) {
+    try {
+      restoreMaps(bpffsPath, before);
+    } catch (e2) {
+      throw new EngineError(`install failed: ${errorText(e)}; restoring the previous settings failed too: ${errorText(e2)}`, { cause: e });
+    }
+    log.debug('previous map contents restored');
+    throw new EngineError(`install failed: ${errorText(e)}; the previous settings were kept`, { cause: e });
+  }
+}
+
+export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Promise<EngineResult> {
+  if (cfg.dryRun) return { changed: false, lines: describeEbpfPlan(cfg).split('\n') };
+
+  const pre = await preflightInstall(cfg);
+  const spec = buildEbpfSpec(cfg, pre.hostHasIpv6);
+  for (const w of spec.warnings) log.warn(w);
+  const hash = configHash(spec, pre.target);
+
+  const bpffsPath = pre.target.bpffsPath;
+  const onBpffs = mountOf(bpffsPath, readMounts())?.fsType === 'bpf';
+  const existing = onBpffs ? readState(bpffsPath) : undefined;
+  if (existing) {
+    const intact = stateIntact(existing);
+    if (intact && existing.configHash === hash) {
+      return { changed: false, lines: ['eBPF transparent proxy already installed with these settings'] };
+    }
+    const programs = spec.programs.map((x) => x.name);
+    if (intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs })) {
+      return updateInPlace(existing, spec, hash, log);
+    }
+    // Attach points changed (or the install was damaged): replace it entirely.
+    log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');
+    const removed = removeInstall(existing, log);
+    const result = freshInstall(cfg, pre, spec, hash, log);
+    return { changed: true, lines: [...removed, ...result.lines] };
+  }
+  return freshInstall(cfg, pre, spec, hash, log);
+}
+
+/** Removes everything a state record describes. Best effort: keeps going and reports what failed. */
+function removeInstall(state: EbpfState, log: Logger): string[] {
+  const bpffsPath = state.target.bpffsPath;
+  const lines: string[] = [];
+  const failures: string[] = [];
+  const attempt = (what: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (e) {
+      failures.push(`${what}: ${errorText(e)}`);
+    }
+  };
+
+  for (const l of state.links) attempt(`detach ${l.program}`, () => detachLink(l.pin));
+  if (state.links.length > 0) lines.push(`detached ${state.links.length} programs from cgroup ${state.target.cgroupPath}`);
+  if (state.tc) {
+    const tc = state.tc;
+    attempt(`tc filter on ${tc.iface}`, () => {
+      for (const w of detachTc(tc)) log.warn(w);
+    });
+    lines.push(`removed tc filter from ${tc.iface} ingress${tc.createdClsact ? ' and its clsact qdisc' : ''}`);
+  }
+  const pins = new Set([...state.maps, ...MAP_SPECS.map((m) => mapPinPath(bpffsPath, m.name))]);
+  attempt('unpin maps', () => {
+    for (const pin of pins) if (existsSync(pin)) unlinkSync(pin);
+  });
+  attempt('remove state record', () => removeState(bpffsPath));
+  attempt(`rmdir ${linksDir(bpffsPath)}`, () => rmdirIfEmpty(linksDir(bpffsPath)));
+  lines.push(`removed pins from ${bpffsPath}`);
+  if (state.bpffs.mounted) {
+    attempt(`unmount ${bpffsPath}`, () => unmount(bpffsPath));
+    lines.push(`unmounted bpffs at ${bpffsPath}`);
+  }
+  for (const dir of [...state.bpffs.createdDirs].reverse()) attempt(`rmdir ${dir}`, () => rmdirIfEmpty(dir));
+
+  if (failures.length > 0) {
+    throw new EngineError(`uninstall incomplete: ${failures.join('; ')}`);
+  }
+  return lines;
+}
+
+export async function uninstallEbpf(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
+  const bpffsPath = resolve(cfg.ebpf.bpffsPath);
+  if (!hasState(bpffsPath)) {
+    return { changed: false, lines: [`no eBPF transparent proxy install found in ${bpffsPath}`] };
+  }
+  preflightUninstall();
+  const state = readState(bpffsPath);
+  if (!state) return { changed: false, lines: [`no eBPF transparent proxy install found in ${bpffsPath}`] };
+  if (cfg.dryRun) {
+    const lines = [
+      `would detach ${state.links.map((l) => l.program).join(', ')} from cgroup ${state.target.cgroupPath}`,
+      ...(state.tc ? [`would remove the tc filter from ${state.tc.iface} ingress${state.tc.createdClsact ? ' and its clsact qdisc' : ''}`] : []),
+      `would remove the pins in ${bpffsPath}${state.bpffs.mounted ? ' and unmount it' : ''}`,
+    ];
+    return { changed: false, lines };
+  }
+  return { changed: true, lines: removeInstall(state, log) };
+}

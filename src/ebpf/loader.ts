@@ -1,0 +1,89 @@
+/**
+ * Opens and loads the prebuilt objects. Every object is opened with
+ * pin_root_path = the bpffs path, so maps declared LIBBPF_PIN_BY_NAME are created
+ * and pinned by the first object and reused by the next ones (and by a later
+ * install): one set of maps shared by all programs.
+ */
+import { join } from 'node:path';
+import { EngineError, LibbpfError } from '../errors.js';
+import { BpfObject, clearLibbpfLog, libbpfLog, type ProgramInfo } from './libbpf.js';
+import { MAP_SPECS, OBJECT_FILES, PROGRAM_SPECS } from './spec.js';
+
+export interface LoadedObjects {
+  program(name: string): ProgramInfo;
+  /** Closes every object: program and map fds are released (pins and links keep what matters). */
+  close(): void;
+}
+
+/** Checks an opened (not loaded) object against the contract: its programs, sections and map layouts. */
+export function checkObjectContract(obj: BpfObject, file: string): void {
+  const programs = obj.programs();
+  for (const want of PROGRAM_SPECS.filter((x) => x.object === file)) {
+    const got = programs.find((x) => x.name === want.name);
+    if (!got) throw new EngineError(`${obj.path}: program ${want.name} missing`, { hint: 'rebuild the objects (make bpf)' });
+    if (got.section !== want.section) {
+      throw new EngineError(`${obj.path}: program ${want.name} is in section ${got.section}, expected ${want.section}`);
+    }
+  }
+  for (const mp of obj.maps()) {
+    const spec = MAP_SPECS.find((x) => x.name === mp.name);
+    if (!spec) continue; // .rodata/.bss and private maps are the object's business
+    const same =
+      mp.type === spec.type && mp.keySize === spec.keySize && mp.valueSize === spec.valueSize && mp.maxEntries === spec.maxEntries;
+    if (!same) {
+      throw new EngineError(
+        `${obj.path}: map ${mp.name} is type ${mp.type} key ${mp.keySize} value ${mp.valueSize} max ${mp.maxEntries}, ` +
+          `expected type ${spec.type} key ${spec.keySize} value ${spec.valueSize} max ${spec.maxEntries}`,
+        { hint: 'bpf/include/abi.h and src/ebpf/spec.ts disagree; rebuild the objects' },
+      );
+    }
+  }
+}
+
+function loadError(e: LibbpfError, file: string, verbose: boolean): LibbpfError {
+  const warn = libbpfLog(0)
+    .flatMap((l) => l.text.split('\n'))
+    .map((l) => l.trimEnd())
+    .filter(Boolean);
+  // Without --verbose: the last libbpf complaint (names the failing program). With it:
+  // the tail of the verifier log as well.
+  const lines = verbose ? warn.slice(-60) : warn.filter((l) => l.startsWith('libbpf:')).slice(-2);
+  const detail = `${file}${lines.length ? `: ${lines.join('\n')}` : ''}`;
+  return new LibbpfError(e.op, e.errno, e.errnoName, detail, {
+    hint: verbose ? undefined : 'rerun with --verbose for the verifier log',
+    cause: e,
+  });
+}
+
+export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boolean): LoadedObjects {
+  const objects: BpfObject[] = [];
+  const close = (): void => {
+    for (const o of objects.splice(0)) o.close();
+  };
+  try {
+    for (const file of OBJECT_FILES) {
+      const obj = BpfObject.open(join(sourceDir, file), bpffsPath);
+      objects.push(obj);
+      checkObjectContract(obj, file);
+      clearLibbpfLog();
+      try {
+        obj.load();
+      } catch (e) {
+        throw e instanceof LibbpfError ? loadError(e, file, verbose) : e;
+      }
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return {
+    program(name) {
+      for (const o of objects) {
+        const found = o.programs().find((x) => x.name === name);
+        if (found) return found;
+      }
+      throw new EngineError(`program ${name}: not in any loaded object`);
+    },
+    close,
+  };
+}

@@ -1,0 +1,252 @@
+/**
+ * Install and uninstall: snapshot → plan → `--test` → one `iptables-restore
+ * --noflush` per family → roll earlier families back if a later one fails.
+ */
+import type { IpFamily, Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
+import type { EngineResult } from '../engine.js';
+import { EngineError, isTpError } from '../errors.js';
+import { requireCapabilities } from '../host/capabilities.js';
+import { type Backend, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
+import { buildFamilyRuleset, configuredFamilies } from './build.js';
+import { DEFAULT_FIREWALLD_DIRECT_PATH, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
+import type { FamilyRuleset } from './model.js';
+import { renderFamilyRuleset, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
+import { hasOwned, isEmptyTable, type OwnedTable, ownedState, parseSave } from './save.js';
+
+export interface InstallOptions {
+  /** Where --store-firewalld writes (default /etc/firewalld/direct.xml). */
+  firewalldDirectPath?: string;
+}
+
+interface FamilyPlan {
+  tables: Tables;
+  /** tpctl's state before anything changed: what a rollback returns to. */
+  before: OwnedTable[];
+  /** Tables the snapshot listed. */
+  beforeTables: string[];
+  /** Empty when the family already holds exactly the target. */
+  payload: string;
+  /** nft tables to delete after the payload is applied, if it left them empty. */
+  dropIfEmpty: string[];
+}
+
+function causeOf(e: unknown): string {
+  if (isTpError(e)) return e.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+function commentsOf(lines: string[]): string[] {
+  return lines.map((l) => /--comment "?([^"]*?)"?(?: -|$| ")/.exec(l)?.[1] ?? '');
+}
+
+function jumpKey(chain: string, line: string): string {
+  const target = /(?:^| )(?:-j|--jump) (\S+)/.exec(line)?.[1] ?? '';
+  const digest = /ruleset=([0-9a-f]+)/.exec(line)?.[1] ?? '';
+  return `${chain} ${target} ${digest}`;
+}
+
+/**
+ * Whether the snapshot already holds the target: same tables, chains, rule count
+ * and comments per chain, and jump rules carrying the target's ruleset digest.
+ */
+export function alreadyInstalled(owned: OwnedTable[], target: TargetTable[]): boolean {
+  if (owned.length !== target.length) return false;
+  for (const tgt of target) {
+    const cur = owned.find((o) => o.table === tgt.table);
+    if (!cur || cur.chains.size !== tgt.chains.length) return false;
+    for (const c of tgt.chains) {
+      const lines = cur.chains.get(c.name);
+      if (!lines || lines.length !== c.lines.length) return false;
+      if (commentsOf(lines).join('\n') !== commentsOf(c.lines).join('\n')) return false;
+    }
+    const have = cur.jumps.map((j) => jumpKey(j.chain, j.line)).sort();
+    const want = tgt.jumps.map((j) => jumpKey(j.chain, j.args)).sort();
+    if (have.join('\n') !== want.join('\n')) return false;
+  }
+  return true;
+}
+
+function countRules(target: TargetTable[]): { rules: number; chains: number } {
+  let rules = 0;
+  let chains = 0;
+  for (const t of target) {
+    chains += t.chains.length;
+    rules += t.jumps.length + t.chains.reduce((n, c) => n + c.lines.length, 0);
+  }
+  return { rules, chains };
+}
+
+/**
+ * Deletes the named nft tables that hold nothing. A flush-mode restore of an
+ * empty `*table` section removes an nft table; legacy tables cannot be removed.
+ */
+async function dropEmptyTables(tables: Tables, names: string[]): Promise<void> {
+  if (tables.backend !== 'nft' || names.length === 0) return;
+  const empty = parseSave(await tables.save()).filter((t) => names.includes(t.name) && isEmptyTable(t));
+  if (empty.length === 0) return;
+  await tables.restore(empty.map((t) => `*${t.name}\nCOMMIT\n`).join(''), { flush: true });
+}
+
+/** Puts every applied family back to its snapshot's tpctl state, newest first. */
+async function rollback(applied: FamilyPlan[], log: Logger): Promise<void> {
+  for (const p of [...applied].reverse()) {
+    const saved = parseSave(await p.tables.save());
+    const payload = transitionPayload(ownedState(saved), targetFromOwned(p.before));
+    if (payload) await p.tables.restore(payload);
+    const added = saved.map((t) => t.name).filter((n) => !p.beforeTables.includes(n));
+    await dropEmptyTables(p.tables, added);
+    log.debug(`${p.tables.family}: rolled back`);
+  }
+}
+
+/**
+ * Applies each plan with one restore; on any failure (or the TPCTL_FAIL_AT test
+ * hook) earlier families are rolled back and an EngineError says so.
+ */
+async function applyPlans(op: string, plans: FamilyPlan[], log: Logger): Promise<void> {
+  const failAt = process.env.TPCTL_FAIL_AT;
+  const applied: FamilyPlan[] = [];
+  try {
+    for (const p of plans) {
+      if (p.payload) {
+        // One restore is atomic: a failing one changed nothing, so it needs no rollback.
+        await p.tables.restore(p.payload);
+        applied.push(p);
+        await dropEmptyTables(p.tables, p.dropIfEmpty);
+      }
+      if (failAt === `after-${p.tables.family}`) {
+        throw new EngineError(`fault injected at ${failAt} (TPCTL_FAIL_AT)`);
+      }
+    }
+  } catch (e) {
+    try {
+      await rollback(applied, log);
+    } catch (re) {
+      throw new EngineError(`${op} failed: ${causeOf(e)}; restoring the previous rules also failed: ${causeOf(re)}`, {
+        cause: e,
+        hint: 'inspect iptables-save; `tpctl uninstall transparent-proxy` removes every TPCTL_ chain',
+      });
+    }
+    throw new EngineError(`${op} failed: ${causeOf(e)}; the host was restored to its previous rules`, { cause: e });
+  }
+}
+
+/** `--test`s every payload before anything is applied. */
+async function testPlans(op: string, plans: FamilyPlan[]): Promise<void> {
+  for (const p of plans) {
+    if (!p.payload) continue;
+    try {
+      await p.tables.restore(p.payload, { test: true });
+    } catch (e) {
+      throw new EngineError(`${op} failed: the ${p.tables.family} ruleset was rejected: ${causeOf(e)}; nothing was changed`, {
+        cause: e,
+        hint: 'check that the kernel has the nat table and the owner, comment, multiport and CT modules',
+      });
+    }
+  }
+}
+
+export function buildRulesets(cfg: TransparentProxyConfig, families: IpFamily[] = configuredFamilies(cfg)): FamilyRuleset[] {
+  return families.map((f) => buildFamilyRuleset(cfg, f));
+}
+
+export async function installIptablesEngine(
+  cfg: TransparentProxyConfig,
+  log: Logger,
+  opts: InstallOptions = {},
+): Promise<EngineResult> {
+  if (cfg.dryRun) {
+    // The command layer prints renderIptablesRuleset for --dry-run; this keeps a direct call harmless.
+    const lines = buildRulesets(cfg).flatMap((rs) => [`# ${rs.family}`, ...renderFamilyRuleset(rs).trimEnd().split('\n')]);
+    return { changed: false, lines };
+  }
+  requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
+  let families = configuredFamilies(cfg);
+  if (families.includes('ipv6') && !hostHasIpv6()) {
+    log.warn('ipv6: this host has no IPv6 (/proc/net/if_inet6 is missing); installing IPv4 rules only');
+    families = ['ipv4'];
+  }
+  const backend = await detectBackend(cfg.iptablesBackend, log);
+  const lines: string[] = [];
+  const plans: FamilyPlan[] = [];
+  const rulesets = buildRulesets(cfg, families);
+  for (const rs of rulesets) {
+    const tables = new Tables(backend, rs.family, cfg.retry, log);
+    tables.check();
+    const saved = parseSave(await tables.save());
+    const before = ownedState(saved);
+    const beforeTables = saved.map((t) => t.name);
+    const created = new Set<string>(
+      backend === 'nft'
+        ? rs.tables
+            .map((t) => t.name)
+            .filter((n) => !beforeTables.includes(n) || before.some((o) => o.table === n && o.createdTable))
+        : [],
+    );
+    const target = targetFromRuleset(rs, created);
+    const same = alreadyInstalled(before, target);
+    // Tables a replaced ruleset no longer uses go again if this install had created them.
+    const dropIfEmpty = before.filter((o) => o.createdTable && !created.has(o.table)).map((o) => o.table);
+    plans.push({ tables, before, beforeTables, payload: same ? '' : transitionPayload(before, target), dropIfEmpty });
+    const { rules, chains } = countRules(target);
+    if (same) lines.push(`iptables (${backend}) ${rs.family}: already installed, nothing changed`);
+    else lines.push(`iptables (${backend}) ${rs.family}: ${hasOwned(before) ? 'replaced' : 'installed'} ${rules} rules in ${chains} chains`);
+  }
+
+  await testPlans('install', plans);
+  await applyPlans('install', plans, log);
+  let changed = plans.some((p) => p.payload !== '');
+
+  if (cfg.storeFirewalld) {
+    const path = opts.firewalldDirectPath ?? DEFAULT_FIREWALLD_DIRECT_PATH;
+    try {
+      if (storeFirewalldDirect(path, renderFirewalldDirect(rulesets))) {
+        changed = true;
+        lines.push(`firewalld: rules stored in ${path}`);
+      } else {
+        lines.push(`firewalld: ${path} already up to date`);
+      }
+    } catch (e) {
+      throw new EngineError(`install: writing ${path}: ${causeOf(e)}`, {
+        cause: e,
+        hint: 'the iptables rules are installed; fix the path and run install again',
+      });
+    }
+  }
+  for (const l of lines) log.info(l);
+  return { changed, lines };
+}
+
+function availableBackends(forced: UninstallConfig['iptablesBackend']): Backend[] {
+  const candidates: Backend[] = forced === 'auto' ? ['nft', 'legacy'] : [forced];
+  return candidates.filter((b) => findExecutable(toolName(b, 'ipv4', 'restore')) !== undefined);
+}
+
+export async function uninstallIptablesEngine(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
+  requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
+  const families: IpFamily[] = hostHasIpv6() ? ['ipv4', 'ipv6'] : ['ipv4'];
+  const plans: FamilyPlan[] = [];
+  const lines: string[] = [];
+  for (const backend of availableBackends(cfg.iptablesBackend)) {
+    for (const family of families) {
+      if (!findExecutable(toolName(backend, family, 'save'))) continue;
+      const tables = new Tables(backend, family, { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 }, log);
+      tables.check();
+      const saved = parseSave(await tables.save());
+      const before = ownedState(saved);
+      if (!hasOwned(before)) continue;
+      const payload = transitionPayload(before, []);
+      const dropIfEmpty = before.filter((o) => o.createdTable).map((o) => o.table);
+      plans.push({ tables, before, beforeTables: saved.map((t) => t.name), payload, dropIfEmpty });
+      const chains = before.reduce((n, t) => n + t.chains.size, 0);
+      lines.push(`iptables (${backend}) ${family}: ${cfg.dryRun ? 'would remove' : 'removed'} ${chains} chains and their jump rules`);
+      if (cfg.dryRun) lines.push(...payload.trimEnd().split('\n'));
+    }
+  }
+  if (plans.length === 0) return { changed: false, lines: ['iptables: no tpctl rules found, nothing to remove'] };
+  if (cfg.dryRun) return { changed: false, lines };
+  await testPlans('uninstall', plans);
+  await applyPlans('uninstall', plans, log);
+  for (const l of lines) log.info(l);
+  return { changed: true, lines };
+}

@@ -1,0 +1,315 @@
+/**
+ * What the conformance suite and the demo share: the cast of processes in a
+ * sandbox (proxy, app, remote servers), probes, the real CLI run inside the mesh
+ * host, and snapshots of the host state an engine may change.
+ *
+ * Scripts run from dist/ (build first); the path is found relative to this file,
+ * which lives two levels below the repository root both as src/ and as dist/.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { listTree, runIn, spawnIn, type CommandResult, type Sandbox, type SandboxHost, type SandboxProcess } from './sandbox.js';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+export const distDir = join(repoRoot, 'dist');
+export const cliPath = join(distDir, 'cli.js');
+const script = (name: string): string => join(distDir, 'sandbox', `${name}.js`);
+
+export const PROXY_UID = 5678;
+export const APP_UID = 1234;
+/** A second ordinary uid, to show per-uid exclusions are per uid. */
+export const OTHER_UID = 1235;
+export const PORTS = { outbound: 15001, inbound: 15006, dns: 15053 } as const;
+
+/**
+ * Roles of the addresses on the client host (host numbers in 10.231.N.x / fd00:231:N::x).
+ * .1 is the "remote" server and the nameserver in resolv.conf.
+ */
+export const CLIENT_HOSTS = {
+  remote: 1,
+  unlistedDns: 3,
+  excludedOutboundIp: 4,
+  excludedInboundSource: 5,
+} as const;
+export const EXTRA_CLIENT_HOSTS = [CLIENT_HOSTS.unlistedDns, CLIENT_HOSTS.excludedOutboundIp, CLIENT_HOSTS.excludedInboundSource];
+
+/** Ports on the client host's remote server. */
+export const REMOTE_PORTS = { plain: 8080, excluded: 8081, uidExcluded: 8082, laterExcluded: 8083 } as const;
+/** Ports the mesh host's app listens on. */
+export const APP_PORTS = { plain: 9080, excluded: 9081 } as const;
+
+export type Family = 4 | 6;
+export const ip = (sb: Sandbox, family: Family, host: number): string => (family === 4 ? sb.v4(host) : sb.v6(host));
+export const meshIp = (sb: Sandbox, family: Family): string => (family === 4 ? sb.ipv4.mesh : sb.ipv6.mesh);
+export const loopback = (family: Family): string => (family === 4 ? '127.0.0.1' : '::1');
+
+export function requireBuilt(): void {
+  for (const name of ['proxy', 'app', 'probe']) {
+    if (!existsSync(script(name))) throw new Error(`${script(name)} missing: build first (npx tsc -p tsconfig.json)`);
+  }
+}
+
+export interface Cast {
+  proxy: SandboxProcess;
+  app: SandboxProcess;
+  remote: SandboxProcess;
+}
+
+const READY_TIMEOUT_MS = 10_000;
+
+/** Starts the proxy and the app on the mesh host (in the cgroup) and the remote servers on the client host. */
+export async function startCast(sb: Sandbox): Promise<Cast> {
+  requireBuilt();
+  const node = process.execPath;
+  const proxy = spawnIn(sb, 'mesh', {
+    uid: PROXY_UID,
+    inCgroup: true,
+    argv: [node, script('proxy'), '--outbound', String(PORTS.outbound), '--inbound', String(PORTS.inbound), '--dns', String(PORTS.dns)],
+  });
+  const app = spawnIn(sb, 'mesh', {
+    uid: APP_UID,
+    inCgroup: true,
+    argv: [node, script('app'), '--via', 'app', '--tcp', Object.values(APP_PORTS).join(',')],
+  });
+  const clientAddresses = [1, ...EXTRA_CLIENT_HOSTS].flatMap((h) => [sb.v4(h), sb.v6(h)]);
+  // The remote side is root so it can bind :53; it is on the client host, outside the cgroup.
+  const remote = spawnIn(sb, 'client', {
+    argv: [node, script('app'), '--via', 'remote', '--tcp', Object.values(REMOTE_PORTS).join(','), '--udp', '53', '--addresses', clientAddresses.join(',')],
+  });
+  const isReady = (l: string): boolean => l.includes('"ready"');
+  await Promise.all([proxy, app, remote].map((p) => p.waitForLine(isReady, READY_TIMEOUT_MS)));
+  return { proxy, app, remote };
+}
+
+/** What a server greeted the probe with. */
+export interface Greeting {
+  via: string;
+  listener?: string;
+  origDst?: string | null;
+  origDstFrom?: string;
+  getsockoptError?: string;
+  peer?: string;
+  local?: string;
+}
+
+export interface TcpProbeResult {
+  reply: Greeting;
+  peername: string;
+  sockname: string;
+}
+
+export interface UdpProbeResult {
+  reply: Greeting;
+  from: string;
+  peername: string | null;
+}
+
+export interface ProbeFrom {
+  host: SandboxHost;
+  /** uid to run as; mesh-host probes run in the cgroup. */
+  uid?: number;
+}
+
+const PROBE_TIMEOUT_MS = 3_000;
+
+async function runProbe(sb: Sandbox, from: ProbeFrom, args: string[]): Promise<unknown> {
+  const p = spawnIn(sb, from.host, {
+    uid: from.uid,
+    inCgroup: from.host === 'mesh',
+    argv: [process.execPath, script('probe'), ...args, '--timeout', String(PROBE_TIMEOUT_MS)],
+  });
+  p.closeStdin();
+  const code = await p.waitForExit(PROBE_TIMEOUT_MS + 5_000).catch(async (e: unknown) => {
+    await p.stop();
+    throw e;
+  });
+  const last = p.lines.filter(Boolean).at(-1) ?? '';
+  let parsed: { error?: string } | undefined;
+  try {
+    parsed = JSON.parse(last) as { error?: string };
+  } catch {
+    parsed = undefined;
+  }
+  if (code !== 0 || !parsed || parsed.error) {
+    throw new Error(`probe ${args.join(' ')} (uid ${from.uid ?? 0} on ${from.host}) failed: ${parsed?.error ?? (last || p.stderr().trim() || `exit ${code}`)}`);
+  }
+  return parsed;
+}
+
+export function probeTcp(sb: Sandbox, from: ProbeFrom, host: string, port: number, local?: string): Promise<TcpProbeResult> {
+  const args = ['tcp', '--host', host, '--port', String(port)];
+  if (local) args.push('--local', local);
+  return runProbe(sb, from, args) as Promise<TcpProbeResult>;
+}
+
+export function probeUdp(sb: Sandbox, from: ProbeFrom, host: string, port: number, connected: boolean): Promise<UdpProbeResult> {
+  const args = ['udp', '--host', host, '--port', String(port)];
+  if (connected) args.push('--connected');
+  return runProbe(sb, from, args) as Promise<UdpProbeResult>;
+}
+
+/** A TCP connection kept open: its greeting, and a way to check it still carries data. */
+export interface HeldConnection {
+  first: TcpProbeResult;
+  /** Sends a line and resolves when it comes back (rejects when the connection is gone). */
+  echo(text: string, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function holdTcp(sb: Sandbox, from: ProbeFrom, host: string, port: number, local?: string): Promise<HeldConnection> {
+  const args = ['tcp', '--host', host, '--port', String(port), '--hold', '--timeout', String(PROBE_TIMEOUT_MS)];
+  if (local) args.push('--local', local);
+  const p = spawnIn(sb, from.host, {
+    uid: from.uid,
+    inCgroup: from.host === 'mesh',
+    argv: [process.execPath, script('probe'), ...args],
+  });
+  const firstLine = await p.waitForLine((l) => l.startsWith('{'), PROBE_TIMEOUT_MS + 5_000).catch(async (e: unknown) => {
+    await p.stop();
+    throw e;
+  });
+  const first = JSON.parse(firstLine) as TcpProbeResult & { error?: string };
+  if (first.error) {
+    await p.stop();
+    throw new Error(`hold ${hostPortText(host, port)}: ${first.error}`);
+  }
+  return {
+    first,
+    async echo(text, timeoutMs = 3_000) {
+      p.writeLine(text);
+      const want = JSON.stringify({ echo: text });
+      await p.waitForLine((l) => l === want, timeoutMs);
+    },
+    async close() {
+      p.closeStdin();
+      await p.waitForExit(3_000).catch(() => p.stop());
+    },
+  };
+}
+
+function hostPortText(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// ---------------------------------------------------------------------------------
+// The real CLI, inside the mesh host.
+
+export type EngineName = 'iptables-nft' | 'iptables-legacy' | 'ebpf';
+
+/** Flags that select and place the engine in this sandbox. */
+export function engineFlags(engine: EngineName, sb: Sandbox): string[] {
+  if (engine === 'ebpf') {
+    return [
+      '--ebpf-enabled',
+      '--ebpf-instance-ip', `${sb.ipv4.mesh},${sb.ipv6.mesh}`,
+      '--ebpf-bpffs-path', sb.bpffsPath,
+      '--ebpf-cgroup-path', sb.cgroupPath,
+      '--ebpf-tc-attach-iface', sb.iface.mesh,
+    ];
+  }
+  return ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
+}
+
+export function uninstallFlags(engine: EngineName, sb: Sandbox): string[] {
+  if (engine === 'ebpf') return ['--ebpf-enabled', '--ebpf-bpffs-path', sb.bpffsPath];
+  return ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
+}
+
+/** The settings every conformance install uses (the excluded values match the cast above). */
+export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExcludedOutboundPorts?: number[] } = {}): string[] {
+  const h = CLIENT_HOSTS;
+  return [
+    '--kuma-dp-user', String(PROXY_UID),
+    '--redirect-outbound-port', String(PORTS.outbound),
+    '--redirect-inbound-port', String(PORTS.inbound),
+    '--redirect-dns-port', String(PORTS.dns),
+    '--exclude-outbound-ports', [REMOTE_PORTS.excluded, ...(opts.extraExcludedOutboundPorts ?? [])].join(','),
+    '--exclude-outbound-ips', `${sb.v4(h.excludedOutboundIp)}/32,${sb.v6(h.excludedOutboundIp)}`,
+    '--exclude-outbound-ports-for-uids', `tcp:${REMOTE_PORTS.uidExcluded}:${APP_UID}`,
+    '--exclude-inbound-ports', String(APP_PORTS.excluded),
+    '--exclude-inbound-ips', `${sb.v4(h.excludedInboundSource)},${sb.v6(h.excludedInboundSource)}/128`,
+    opts.allDns ? '--redirect-all-dns-traffic' : '--redirect-dns',
+    '--resolv-conf-path', sb.resolvConfPath,
+  ];
+}
+
+export async function runCli(sb: Sandbox, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} missing: build first (npx tsc -p tsconfig.json)`);
+  return runIn(sb, 'mesh', [process.execPath, cliPath, ...args], { env: { ...process.env, ...env } as Record<string, string>, timeoutMs: 30_000 });
+}
+
+export function describeCli(r: CommandResult): string {
+  return `exit ${r.exitCode}${r.timedOut ? ' (timed out)' : ''}; stdout: ${r.stdout.trim().slice(-800)}; stderr: ${r.stderr.trim().slice(-800)}`;
+}
+
+/** The one signal a test may skip on: the engine said the kernel is too old. */
+export function isKernelTooOld(r: CommandResult): boolean {
+  return r.exitCode !== 0 && /kernel.{0,40}too old|KernelTooOld|EKERNELTOOOLD/i.test(r.stderr);
+}
+
+// ---------------------------------------------------------------------------------
+// Host state an engine may change, as comparable text.
+
+/** iptables-save of every table, both families, minus what changes by itself (comments, counters). */
+export async function iptablesState(sb: Sandbox, backend: 'nft' | 'legacy'): Promise<string> {
+  const out: string[] = [];
+  for (const tool of [`iptables-${backend}-save`, `ip6tables-${backend}-save`]) {
+    const r = await runIn(sb, 'mesh', [tool]);
+    if (r.exitCode !== 0) throw new Error(`${tool}: ${r.stderr.trim()}`);
+    out.push(`## ${tool}`, ...normalizeIptablesSave(r.stdout));
+  }
+  return out.join('\n');
+}
+
+export function normalizeIptablesSave(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]'));
+}
+
+/** Rules somebody else owns, in every table an engine might touch; uninstall must leave them. */
+export async function addForeignIptablesRules(sb: Sandbox, backend: 'nft' | 'legacy'): Promise<void> {
+  const rules = (other: string): string =>
+    [
+      '*raw', ':FOREIGN_RAW - [0:0]', `-A PREROUTING -s ${other} -j FOREIGN_RAW`, 'COMMIT',
+      '*mangle', `-A OUTPUT -d ${other} -j MARK --set-xmark 0x7/0xffffffff`, 'COMMIT',
+      '*nat', ':FOREIGN_NAT - [0:0]', `-A OUTPUT -d ${other} -p tcp --dport 7 -j FOREIGN_NAT`, `-A FOREIGN_NAT -j RETURN`, 'COMMIT',
+      '*filter', ':FOREIGN_FILTER - [0:0]', `-A INPUT -s ${other} -j FOREIGN_FILTER`, '-A FOREIGN_FILTER -j ACCEPT', 'COMMIT',
+      '',
+    ].join('\n');
+  for (const [tool, other] of [[`iptables-${backend}-restore`, '192.0.2.7/32'], [`ip6tables-${backend}-restore`, '2001:db8::7/128']] as const) {
+    const r = await runIn(sb, 'mesh', [tool, '--noflush'], { input: rules(other) });
+    if (r.exitCode !== 0) throw new Error(`${tool}: ${r.stderr.trim()}`);
+  }
+}
+
+const BPF_PRELOAD_ENTRIES = new Set(['maps.debug', 'progs.debug']);
+
+export interface EbpfState {
+  cgroupPrograms: string;
+  tcFilters: string;
+  qdiscs: string;
+  pins: string[];
+}
+
+/** Programs on the sandbox cgroup, tc filters and qdiscs on the mesh veth, pins in the sandbox bpffs. */
+export async function ebpfState(sb: Sandbox): Promise<EbpfState> {
+  const cg = await runIn(sb, 'mesh', ['bpftool', 'cgroup', 'show', sb.cgroupPath]);
+  if (cg.exitCode !== 0) throw new Error(`bpftool cgroup show: ${cg.stderr.trim()}`);
+  const tc = await runIn(sb, 'mesh', ['tc', 'filter', 'show', 'dev', sb.iface.mesh, 'ingress']);
+  const qd = await runIn(sb, 'mesh', ['tc', 'qdisc', 'show', 'dev', sb.iface.mesh]);
+  return {
+    cgroupPrograms: cg.stdout.trim(),
+    tcFilters: tc.exitCode === 0 ? tc.stdout.trim() : `(tc: ${tc.stderr.trim()})`,
+    qdiscs: qd.stdout.trim(),
+    // maps.debug / progs.debug are the kernel's bpf_preload iterators, present in every fresh bpffs.
+    pins: listTree(sb.bpffsPath).filter((p) => !BPF_PRELOAD_ENTRIES.has(p)),
+  };
+}
+
+export async function engineState(engine: EngineName, sb: Sandbox): Promise<string> {
+  if (engine === 'ebpf') return JSON.stringify(await ebpfState(sb), null, 1);
+  return iptablesState(sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
+}

@@ -1,0 +1,47 @@
+/**
+ * What the sandbox servers and probes say to each other: one JSON object per line.
+ * Addresses are written `ip:port`, IPv6 as `[ip]:port`.
+ */
+import type { Socket } from 'node:net';
+
+export function hostPort(address: string | undefined, port: number | undefined): string {
+  if (address === undefined || port === undefined) return '?';
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** The ip part of `ip:port` / `[ip]:port`. */
+export function ipOf(endpoint: string): string {
+  const m = /^\[(.*)\]:\d+$/.exec(endpoint) ?? /^(.*):\d+$/.exec(endpoint);
+  return m?.[1] ?? endpoint;
+}
+
+/** Comma list of ports (`8080,8081`) → numbers; empty string → []. */
+export function parsePorts(list: string | undefined): number[] {
+  if (!list) return [];
+  return list.split(',').filter(Boolean).map((p) => {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`bad port ${JSON.stringify(p)}`);
+    return n;
+  });
+}
+
+/**
+ * After the greeting line a server keeps the connection so a held connection can be
+ * checked later: every line the peer sends is echoed back. The server closes when
+ * the peer ends, or after an idle period.
+ */
+export function echoUntilEnd(socket: Socket, idleMs = 60_000): void {
+  socket.setTimeout(idleMs, () => socket.destroy());
+  socket.on('data', (data) => socket.write(data));
+  socket.on('end', () => socket.end());
+  socket.on('error', () => socket.destroy());
+}
+
+export function emit(obj: unknown): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+/** Bounded life: helper processes exit by themselves if nobody stops them. */
+export function exitAfter(ms: number): void {
+  setTimeout(() => process.exit(0), ms).unref();
+}

@@ -1,0 +1,150 @@
+/**
+ * The built CLI (dist/cli.js) run as a process: exit codes, one-line errors without
+ * stack frames, dry-run output. Nothing here changes the host (dry-run only).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = `${root}dist/cli.js`;
+const USER = ['--kuma-dp-user', '5678']; // this host has no kuma-dp user
+
+function tpctl(args: string[], opts: { input?: string; uid?: number; env?: Record<string, string> } = {}) {
+  return execa('node', [cli, ...args], { reject: false, cwd: root, timeout: 20_000, ...opts });
+}
+
+function expectOneLineError(stderr: string, line?: string): void {
+  const lines = stderr.split('\n').filter(Boolean);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^error: /);
+  expect(stderr).not.toMatch(/^\s+at /m);
+  if (line !== undefined) expect(lines[0]).toBe(line);
+}
+
+beforeAll(async () => {
+  // Build so the test runs the current sources; tsc emits even if another module has type errors.
+  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false, timeout: 120_000 });
+  expect(existsSync(cli)).toBe(true);
+}, 130_000);
+
+describe('usage errors exit 2 with one line', () => {
+  it.each<[string, string[], string]>([
+    ['unknown flag', ['install', 'transparent-proxy', '--bogus'], "error: unknown option '--bogus'"],
+    ['misspelt flag', ['install', 'transparent-proxy', '--redirect-dn'], "error: unknown option '--redirect-dn' (Did you mean --redirect-dns?)"],
+    ['unknown command', ['frobnicate'], "error: unknown command 'frobnicate' (expected install or uninstall)"],
+    ['no command', [], 'error: missing command (expected install or uninstall; see tpctl --help)'],
+    ['missing target', ['install'], 'error: install: missing what to install (expected: transparent-proxy)'],
+    ['unknown target', ['uninstall', 'everything'], "error: uninstall: unknown target 'everything' (expected: transparent-proxy)"],
+    ['missing flag value', ['install', 'transparent-proxy', '--redirect-inbound-port'], "error: option '--redirect-inbound-port <port>' argument missing"],
+    ['install-only flag on uninstall', ['uninstall', 'transparent-proxy', '--redirect-dns'], "error: unknown option '--redirect-dns'"],
+  ])('%s', async (_name, args, line) => {
+    const r = await tpctl(args);
+    expect(r.exitCode).toBe(2);
+    expect(r.stdout).toBe('');
+    expectOneLineError(r.stderr, line);
+  });
+});
+
+describe('config errors exit 2 with one line naming the flag or file field', () => {
+  it('a bad flag value', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--redirect-inbound-port', '0']);
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(r.stderr, 'error: --redirect-inbound-port: "0" is out of range (expected an integer 1-65535)');
+  });
+
+  it('a bad value in a config file read from stdin', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--config', '-'], {
+      input: 'redirect:\n  outbound:\n    excludePortsForIPs: [10.0.0.0/99]\n',
+    });
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(
+      r.stderr,
+      'error: <stdin>: redirect.outbound.excludePortsForIPs: "10.0.0.0/99" has an invalid prefix length (expected /0 to /32 for IPv4)',
+    );
+  });
+
+  it('an unknown user', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--kuma-dp-user', 'no-such-user-here']);
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(r.stderr, 'error: --kuma-dp-user: no user "no-such-user-here" on this host (create it or pass a uid)');
+  });
+
+  it('a missing config file', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--config', '/nonexistent/tp.yaml']);
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(r.stderr, 'error: --config: cannot read /nonexistent/tp.yaml: no such file');
+  });
+});
+
+describe('--dry-run', () => {
+  it('prints the iptables ruleset for both families and exits 0', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--exclude-inbound-ports', '22']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe('');
+    const out = r.stdout;
+    expect(out.startsWith('# IPv4\n*nat\n')).toBe(true);
+    expect(out).toContain('\n# IPv6\n*nat\n');
+    expect(out.match(/^COMMIT$/gm)?.length).toBeGreaterThanOrEqual(2);
+    expect(out).toContain('--to-ports 15006');
+    expect(out).toContain('--to-ports 15001');
+    expect(out).toContain('--uid-owner 5678');
+  });
+
+  it('ipv4 mode prints only the IPv4 ruleset', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run=true', ...USER, '--ip-family-mode', 'ipv4']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('# IPv4');
+    expect(r.stdout).not.toContain('# IPv6');
+  });
+
+  it('flags win over a config file from stdin', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--config', '-', '--redirect-outbound-port', '16001'], {
+      input: JSON.stringify({ kumaDPUser: 5678, redirect: { inbound: { port: 16006 }, outbound: { port: 17001 } } }),
+    });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('--to-ports 16006');
+    expect(r.stdout).toContain('--to-ports 16001');
+    expect(r.stdout).not.toContain('17001');
+  });
+
+  it('prints the eBPF plan with --ebpf-enabled', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--ebpf-enabled', '--ebpf-instance-ip', '10.0.0.5']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('tp_connect4');
+    expect(r.stdout).toContain('10.0.0.5');
+    expect(r.stdout).not.toContain('*nat');
+  });
+
+  it('works without root', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER], { uid: 65534 });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('# IPv4');
+  });
+
+  it('prints warnings on stderr and still succeeds', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--kuma-dp-uid', '5678', '--skip-resolv-conf']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      'warning: --kuma-dp-uid is deprecated; use --kuma-dp-user (it takes a uid or a name)',
+      'warning: --skip-resolv-conf is deprecated and has no effect (tpctl never edits resolv.conf)',
+    ]);
+  });
+});
+
+describe('help and version', () => {
+  it('--help exits 0 on stdout', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--help']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('Usage: tpctl install transparent-proxy [options]');
+    expect(r.stdout).toContain('--exclude-outbound-ports-for-uids');
+    expect(r.stdout).not.toContain('--kuma-dp-uid'); // deprecated, hidden
+  });
+
+  it('--version prints the package version', async () => {
+    const r = await tpctl(['--version']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});

@@ -1,0 +1,369 @@
+/**
+ * The conformance suite: every row of ARCHITECTURE.md's behaviour table, for IPv4
+ * and IPv6, against real traffic in a sandbox, once per engine — through the real
+ * CLI run inside the sandbox's mesh host. Plus the lifecycle promises: a failed
+ * install changes nothing, a second install changes nothing, a reinstall keeps open
+ * connections, uninstall restores the host exactly.
+ *
+ * Requires root and a built tree (npx tsc -p tsconfig.json). Tests skip only when
+ * the engine reports that the kernel is too old.
+ */
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import {
+  APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
+  addForeignIptablesRules, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
+  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, startCast, uninstallFlags,
+  type EngineName, type Family, type HeldConnection, type TcpProbeResult,
+} from '../../src/sandbox/harness.js';
+import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { hostPort, ipOf } from '../../src/sandbox/wire.js';
+
+const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = [
+  { engine: 'iptables-nft', short: 'nft', failAt: ['after-ipv4'] },
+  { engine: 'iptables-legacy', short: 'leg', failAt: ['after-ipv4'] },
+  { engine: 'ebpf', short: 'bpf', failAt: ['after-cgroup-attach', 'after-tc-attach'] },
+];
+const FAMILIES: Family[] = [4, 6];
+
+const app = { host: 'mesh' as const, uid: APP_UID };
+const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
+const proxyUser = { host: 'mesh' as const, uid: PROXY_UID };
+const client = { host: 'client' as const };
+
+/** One sandbox with the cast running and (optionally) tpctl installed; torn down in afterAll. */
+function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox) => string[]) | undefined) {
+  const ctx: { sb?: Sandbox; skipReason?: string } = {};
+  beforeAll(async () => {
+    ctx.sb = await createSandbox({ name, extraClientHosts: EXTRA_CLIENT_HOSTS });
+    await startCast(ctx.sb);
+    if (!installArgs) return;
+    const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...installArgs(ctx.sb), ...engineFlags(engine, ctx.sb)]);
+    if (isKernelTooOld(r)) {
+      ctx.skipReason = r.stderr.trim();
+      return;
+    }
+    if (r.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(r)}`);
+  });
+  afterAll(async () => {
+    const sb = ctx.sb;
+    if (!sb) return;
+    try {
+      if (installArgs && !ctx.skipReason) {
+        const r = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+        if (r.exitCode !== 0) console.error(`uninstall (${engine}) failed: ${describeCli(r)}`);
+      }
+    } finally {
+      await sb.destroy();
+    }
+  });
+  return {
+    get sb(): Sandbox {
+      if (!ctx.sb) throw new Error('sandbox not created (see beforeAll error)');
+      return ctx.sb;
+    },
+    skipIfTooOld(t: TestContext): void {
+      if (ctx.skipReason) t.skip(`kernel too old: ${ctx.skipReason}`);
+    },
+  };
+}
+
+function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener, origDst });
+  expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
+}
+
+function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
+}
+
+for (const { engine, short, failAt } of ENGINES) {
+  describe(`conformance: ${engine}`, () => {
+    describe('behaviour table (--redirect-dns)', () => {
+      const s = useSandbox(`tpe2e-${short}-b-${process.pid}`, engine, (sb) => conformanceFlags(sb));
+
+      for (const f of FAMILIES) {
+        const remote = (): string => ip(s.sb, f, CLIENT_HOSTS.remote);
+
+        it(`IPv${f}: app → remote ip:port lands on the outbound listener with SO_ORIGINAL_DST = ip:port and the instance IP as source`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, app, remote(), REMOTE_PORTS.plain);
+          expectProxied(r, 'outbound', hostPort(remote(), REMOTE_PORTS.plain), meshIp(s.sb, f));
+          expect(r.reply.origDstFrom).toBe('getsockopt');
+        });
+
+        it(`IPv${f}: app's getpeername() still says the original ip:port`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, app, remote(), REMOTE_PORTS.plain);
+          expect(r.reply.via).toBe('proxy');
+          expect(r.peername).toBe(hostPort(remote(), REMOTE_PORTS.plain));
+        });
+
+        it(`IPv${f}: proxy uid → remote is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, proxyUser, remote(), REMOTE_PORTS.plain);
+          expectDirect(r, 'remote', hostPort(remote(), REMOTE_PORTS.plain));
+          expect(ipOf(r.reply.peer ?? '')).toBe(meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: app → ${loopback(f)} is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, app, loopback(f), APP_PORTS.plain);
+          expectDirect(r, 'app', hostPort(loopback(f), APP_PORTS.plain));
+        });
+
+        it(`IPv${f}: excluded outbound port is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, app, remote(), REMOTE_PORTS.excluded);
+          expectDirect(r, 'remote', hostPort(remote(), REMOTE_PORTS.excluded));
+        });
+
+        it(`IPv${f}: excluded outbound IP is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          const excluded = ip(s.sb, f, CLIENT_HOSTS.excludedOutboundIp);
+          const r = await probeTcp(s.sb, app, excluded, REMOTE_PORTS.plain);
+          expectDirect(r, 'remote', hostPort(excluded, REMOTE_PORTS.plain));
+        });
+
+        it(`IPv${f}: per-uid port exclusion leaves that uid untouched and still redirects other uids`, async (t) => {
+          s.skipIfTooOld(t);
+          const mine = await probeTcp(s.sb, app, remote(), REMOTE_PORTS.uidExcluded);
+          expectDirect(mine, 'remote', hostPort(remote(), REMOTE_PORTS.uidExcluded));
+          const other = await probeTcp(s.sb, otherApp, remote(), REMOTE_PORTS.uidExcluded);
+          expectProxied(other, 'outbound', hostPort(remote(), REMOTE_PORTS.uidExcluded), meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: client → instance ip:port lands on the inbound listener with the original destination and the client's source IP`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, remote());
+          expectProxied(r, 'inbound', hostPort(meshIp(s.sb, f), APP_PORTS.plain), remote());
+        });
+
+        it(`IPv${f}: excluded inbound port reaches the app`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.excluded, remote());
+          expectDirect(r, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.excluded));
+          expect(ipOf(r.reply.peer ?? '')).toBe(remote());
+        });
+
+        it(`IPv${f}: excluded inbound source IP reaches the app`, async (t) => {
+          s.skipIfTooOld(t);
+          const source = ip(s.sb, f, CLIENT_HOSTS.excludedInboundSource);
+          const r = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, source);
+          expectDirect(r, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          expect(ipOf(r.reply.peer ?? '')).toBe(source);
+        });
+
+        for (const connected of [true, false]) {
+          const kind = connected ? 'connected' : 'unconnected';
+          it(`IPv${f}: DNS to a resolv.conf server (${kind} UDP) lands on the DNS listener; the reply comes from the server`, async (t) => {
+            s.skipIfTooOld(t);
+            const r = await probeUdp(s.sb, app, remote(), 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy-dns', local: hostPort(loopback(f), PORTS.dns) });
+            expect(r.from).toBe(hostPort(remote(), 53));
+            if (connected) expect(r.peername).toBe(hostPort(remote(), 53));
+          });
+
+          it(`IPv${f}: DNS to a server not in resolv.conf (${kind} UDP) is untouched under --redirect-dns`, async (t) => {
+            s.skipIfTooOld(t);
+            const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+            const r = await probeUdp(s.sb, app, unlisted, 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(unlisted, 53) });
+            expect(r.from).toBe(hostPort(unlisted, 53));
+          });
+        }
+
+        it(`IPv${f}: the proxy's own DNS is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          for (const connected of [true, false]) {
+            const r = await probeUdp(s.sb, proxyUser, remote(), 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote(), 53) });
+          }
+        });
+      }
+    });
+
+    describe('--redirect-all-dns-traffic', () => {
+      const s = useSandbox(`tpe2e-${short}-d-${process.pid}`, engine, (sb) => conformanceFlags(sb, { allDns: true }));
+
+      for (const f of FAMILIES) {
+        for (const connected of [true, false]) {
+          const kind = connected ? 'connected' : 'unconnected';
+          it(`IPv${f}: DNS to a server not in resolv.conf (${kind} UDP) is captured; the reply comes from that server`, async (t) => {
+            s.skipIfTooOld(t);
+            const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+            const r = await probeUdp(s.sb, app, unlisted, 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy-dns' });
+            expect(r.from).toBe(hostPort(unlisted, 53));
+            if (connected) expect(r.peername).toBe(hostPort(unlisted, 53));
+          });
+        }
+
+        it(`IPv${f}: the proxy's own DNS is untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+          for (const connected of [true, false]) {
+            const r = await probeUdp(s.sb, proxyUser, unlisted, 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(unlisted, 53) });
+          }
+        });
+      }
+    });
+
+    describe('--ip-family-mode ipv4', () => {
+      const s = useSandbox(`tpe2e-${short}-4-${process.pid}`, engine, (sb) => [...conformanceFlags(sb), '--ip-family-mode', 'ipv4']);
+
+      it('IPv4 is redirected (outbound, inbound, DNS)', async (t) => {
+        s.skipIfTooOld(t);
+        const remote = s.sb.ipv4.client;
+        expectProxied(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'outbound', hostPort(remote, REMOTE_PORTS.plain), s.sb.ipv4.mesh);
+        expectProxied(await probeTcp(s.sb, client, s.sb.ipv4.mesh, APP_PORTS.plain, remote), 'inbound', hostPort(s.sb.ipv4.mesh, APP_PORTS.plain), remote);
+        expect((await probeUdp(s.sb, app, remote, 53, false)).reply.via).toBe('proxy-dns');
+      });
+
+      it('IPv6 is left alone (outbound, inbound, DNS)', async (t) => {
+        s.skipIfTooOld(t);
+        const remote = s.sb.ipv6.client;
+        expectDirect(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'remote', hostPort(remote, REMOTE_PORTS.plain));
+        expectDirect(await probeTcp(s.sb, client, s.sb.ipv6.mesh, APP_PORTS.plain, remote), 'app', hostPort(s.sb.ipv6.mesh, APP_PORTS.plain));
+        for (const connected of [true, false]) {
+          const r = await probeUdp(s.sb, app, remote, 53, connected);
+          expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote, 53) });
+        }
+      });
+    });
+
+    describe('lifecycle', () => {
+      const s = useSandbox(`tpe2e-${short}-l-${process.pid}`, engine, undefined);
+      const install = (extra: number[] = [], env: Record<string, string> = {}) =>
+        runCli(s.sb, ['install', 'transparent-proxy', ...conformanceFlags(s.sb, { extraExcludedOutboundPorts: extra }), ...engineFlags(engine, s.sb)], env);
+      const uninstall = () => runCli(s.sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, s.sb)]);
+      let before = '';
+      let installed = '';
+      let tooOld: string | undefined;
+      const skipIfTooOld = (t: TestContext): void => {
+        if (tooOld) t.skip(`kernel too old: ${tooOld}`);
+      };
+
+      beforeAll(async () => {
+        if (engine !== 'ebpf') await addForeignIptablesRules(s.sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
+        before = await engineState(engine, s.sb);
+      });
+      afterAll(async () => {
+        // Whatever a failed test left installed goes before the sandbox does.
+        if (installed && s.sb) await uninstall().catch(() => undefined);
+      });
+
+      for (const step of failAt) {
+        it(`a failed install (TPCTL_FAIL_AT=${step}) exits non-zero and leaves the host as it was`, async (t) => {
+          const r = await install([], { TPCTL_FAIL_AT: step });
+          if (isKernelTooOld(r)) {
+            tooOld = r.stderr.trim();
+            skipIfTooOld(t);
+          }
+          expect(r.exitCode, describeCli(r)).not.toBe(0);
+          expect(r.stderr).toMatch(/error/i);
+          expect(await engineState(engine, s.sb)).toBe(before);
+        });
+      }
+
+      it('install exits 0, changes the host and redirects', async (t) => {
+        skipIfTooOld(t);
+        const r = await install();
+        if (isKernelTooOld(r)) {
+          tooOld = r.stderr.trim();
+          skipIfTooOld(t);
+        }
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        installed = await engineState(engine, s.sb);
+        expect(installed).not.toBe(before);
+        const remote = s.sb.ipv4.client;
+        expectProxied(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'outbound', hostPort(remote, REMOTE_PORTS.plain), s.sb.ipv4.mesh);
+      });
+
+      it('a second install with the same settings says nothing changed and changes nothing', async (t) => {
+        skipIfTooOld(t);
+        const r = await install();
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(`${r.stdout}\n${r.stderr}`).toMatch(/nothing (to )?change|unchanged|already installed|no changes/i);
+        expect(await engineState(engine, s.sb)).toBe(installed);
+      });
+
+      for (const step of failAt) {
+        it(`a failed reinstall with new settings (TPCTL_FAIL_AT=${step}) exits non-zero and keeps the previous install`, async (t) => {
+          skipIfTooOld(t);
+          const r = await install([REMOTE_PORTS.laterExcluded], { TPCTL_FAIL_AT: step });
+          expect(r.exitCode, describeCli(r)).not.toBe(0);
+          expect(await engineState(engine, s.sb)).toBe(installed);
+          const remote = s.sb.ipv4.client;
+          const still = await probeTcp(s.sb, app, remote, REMOTE_PORTS.laterExcluded);
+          expectProxied(still, 'outbound', hostPort(remote, REMOTE_PORTS.laterExcluded), s.sb.ipv4.mesh);
+        });
+      }
+
+      it('an open connection survives a reinstall with an extra excluded port, which applies to new connections', async (t) => {
+        skipIfTooOld(t);
+        const sb = s.sb;
+        const laterExcluded = (f: Family): string => hostPort(ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.laterExcluded);
+        for (const f of FAMILIES) {
+          const r = await probeTcp(sb, app, ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.laterExcluded);
+          expectProxied(r, 'outbound', laterExcluded(f), meshIp(sb, f));
+        }
+        const held: Array<{ what: string; conn: HeldConnection }> = [];
+        try {
+          for (const f of FAMILIES) {
+            const out = await holdTcp(sb, app, ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.plain);
+            expect(out.first.reply).toMatchObject({ via: 'proxy', listener: 'outbound' });
+            held.push({ what: `IPv${f} outbound`, conn: out });
+            const inb = await holdTcp(sb, client, meshIp(sb, f), APP_PORTS.plain, ip(sb, f, CLIENT_HOSTS.remote));
+            expect(inb.first.reply).toMatchObject({ via: 'proxy', listener: 'inbound' });
+            held.push({ what: `IPv${f} inbound`, conn: inb });
+          }
+          for (const h of held) await h.conn.echo(`before ${h.what}`);
+
+          const r = await install([REMOTE_PORTS.laterExcluded]);
+          expect(r.exitCode, describeCli(r)).toBe(0);
+
+          for (const h of held) {
+            await expect(h.conn.echo(`after ${h.what}`), `${h.what} connection after reinstall`).resolves.toBeUndefined();
+          }
+          for (const f of FAMILIES) {
+            const now = await probeTcp(sb, app, ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.laterExcluded);
+            expectDirect(now, 'remote', laterExcluded(f));
+            const still = await probeTcp(sb, app, ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.plain);
+            expectProxied(still, 'outbound', hostPort(ip(sb, f, CLIENT_HOSTS.remote), REMOTE_PORTS.plain), meshIp(sb, f));
+          }
+        } finally {
+          for (const h of held) await h.conn.close();
+        }
+      });
+
+      it('uninstall exits 0 and restores the host exactly', async (t) => {
+        skipIfTooOld(t);
+        const r = await uninstall();
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        if (engine === 'ebpf') {
+          const state = await ebpfState(s.sb);
+          expect(state.cgroupPrograms).not.toMatch(/tp_/);
+          expect(state.tcFilters).toBe('');
+          expect(state.pins).toEqual([]);
+        }
+        expect(await engineState(engine, s.sb)).toBe(before);
+        installed = '';
+        for (const f of FAMILIES) {
+          const remote = ip(s.sb, f, CLIENT_HOSTS.remote);
+          expectDirect(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'remote', hostPort(remote, REMOTE_PORTS.plain));
+          expectDirect(await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, remote), 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          const dns = await probeUdp(s.sb, app, remote, 53, true);
+          expect(dns.reply.via).toBe('remote-dns');
+        }
+      });
+
+      it('a second uninstall succeeds and changes nothing', async (t) => {
+        skipIfTooOld(t);
+        const r = await uninstall();
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(await engineState(engine, s.sb)).toBe(before);
+      });
+    });
+  });
+}

@@ -1,0 +1,94 @@
+/** The pure half: desired map contents, limits and the dry-run text. */
+import { describe, expect, it } from 'vitest';
+import { buildEbpfSpec, configHash, describeEbpfPlan, mapSpec } from '../../src/ebpf/spec.js';
+import { TP_DNS_LISTED, TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, portKey, tpConfig, tpLpm4Key, tpUidPortKey } from '../../src/ebpf/codecs.js';
+import { ConfigError } from '../../src/errors.js';
+import { baseConfig } from './sandbox.js';
+
+const cfg = () => baseConfig({ bpffsPath: '/run/tpctl/bpf', cgroupPath: '/sys/fs/cgroup/unified/x' });
+const entries = (spec: ReturnType<typeof buildEbpfSpec>, name: string) => spec.maps.find((m) => m.name === name)!.entries;
+
+describe('buildEbpfSpec', () => {
+  it('fills tp_cfg_v1 from the config', () => {
+    const spec = buildEbpfSpec(cfg());
+    const c = tpConfig.decode(entries(spec, 'tp_cfg_v1')[0]!.value);
+    expect(c).toMatchObject({ proxyUid: 5678, outboundPort: 15001, inboundPort: 15006, dnsPort: 15053, dnsMode: TP_DNS_LISTED });
+    expect(c.flags).toBe(TP_F_IPV4 | TP_F_IPV6 | TP_F_INBOUND);
+    expect([...c.instanceIp4]).toEqual([10, 77, 0, 2]);
+  });
+
+  it('expands port ranges, masks CIDRs and expands uid exclusions', () => {
+    const c = cfg();
+    c.outbound.excludePorts = [{ from: 8000, to: 8002 }, { from: 8001, to: 8001 }];
+    c.outbound.excludeIps = [{ family: 'ipv4', address: '10.9.8.7', prefixLength: 16 }];
+    c.outbound.excludePortsForUids = [{ protocol: 'all', ports: [{ from: 53, to: 54 }], uids: [{ from: 7, to: 8 }] }];
+    const spec = buildEbpfSpec(c);
+    expect(entries(spec, 'tp_out_port_v1').map((e) => portKey.decode(e.key))).toEqual([8000, 8001, 8002]);
+    expect(entries(spec, 'tp_out_cidr4_v1').map((e) => tpLpm4Key.decode(e.key))).toEqual([{ prefixLength: 16, addr: Buffer.from([10, 9, 0, 0]) }]);
+    expect(entries(spec, 'tp_uid_excl_v1')).toHaveLength(2 * 2 * 2);
+    expect(entries(spec, 'tp_uid_excl_v1').map((e) => tpUidPortKey.decode(e.key))).toContainEqual({ uid: 8, port: 54, proto: 17 });
+  });
+
+  it('uses port 0 for a uid exclusion without ports', () => {
+    const spec = buildEbpfSpec(cfg());
+    expect(entries(spec, 'tp_uid_excl_v1').map((e) => tpUidPortKey.decode(e.key))).toContainEqual({ uid: 1000, port: 0, proto: 6 });
+  });
+
+  it('rejects uid exclusions that overflow the map', () => {
+    const c = cfg();
+    c.outbound.excludePortsForUids = [{ protocol: 'all', ports: [{ from: 1, to: 1000 }], uids: [{ from: 1, to: 100 }] }];
+    expect(() => buildEbpfSpec(c)).toThrow(ConfigError);
+    expect(() => buildEbpfSpec(c)).toThrow(/200000 .* more than the eBPF map holds \(65536\)/);
+  });
+
+  it('only lists DNS servers in resolvconf mode, and drops IPv6 in ipv4 mode', () => {
+    const c = cfg();
+    c.ipFamilyMode = 'ipv4';
+    const spec = buildEbpfSpec(c);
+    expect(entries(spec, 'tp_dns_srv4_v1')).toHaveLength(1);
+    expect(entries(spec, 'tp_dns_srv6_v1')).toHaveLength(0);
+    expect(tpConfig.decode(entries(spec, 'tp_cfg_v1')[0]!.value).flags & TP_F_IPV6).toBe(0);
+    c.dns.mode = 'all';
+    expect(entries(buildEbpfSpec(c), 'tp_dns_srv4_v1')).toHaveLength(0);
+  });
+
+  it('leaves out the tc program when inbound is off, and warns about iptables-only options', () => {
+    const c = cfg();
+    c.inbound.enabled = false;
+    c.vnet = [{ iface: 'docker0', cidr: { family: 'ipv4', address: '172.17.0.0', prefixLength: 16 } }];
+    c.storeFirewalld = true;
+    const spec = buildEbpfSpec(c);
+    expect(spec.programs.map((p) => p.name)).not.toContain('tp_tc_ingress');
+    expect(spec.warnings).toEqual(['--vnet is ignored with --ebpf-enabled', '--store-firewalld is ignored with --ebpf-enabled']);
+  });
+
+  it('turns IPv6 off with a warning on a host without IPv6', () => {
+    const spec = buildEbpfSpec(cfg(), false);
+    expect(spec.ipv6).toBe(false);
+    expect(spec.warnings.join()).toContain('IPv6 is not available');
+  });
+
+  it('hashes settings: same config same hash, any map change a new one', () => {
+    const target = { bpffsPath: '/b', cgroupPath: '/c', programsSourcePath: '/p', tc: { iface: 'eth0', ifindex: 2 } };
+    const a = configHash(buildEbpfSpec(cfg()), target);
+    expect(configHash(buildEbpfSpec(cfg()), target)).toBe(a);
+    const c = cfg();
+    c.inbound.excludePorts = [{ from: 9, to: 9 }];
+    expect(configHash(buildEbpfSpec(c), target)).not.toBe(a);
+  });
+
+  it('map specs follow the contract', () => {
+    expect(mapSpec('tp_uid_excl_v1').maxEntries).toBe(65536);
+    expect(mapSpec('tp_dns_srv6_v1').keySize).toBe(16);
+  });
+});
+
+describe('describeEbpfPlan', () => {
+  it('says what would be attached and written', () => {
+    const text = describeEbpfPlan(cfg());
+    expect(text).toContain('attach tp_connect4 (cgroup/connect4) to cgroup /sys/fs/cgroup/unified/x with a pinned bpf_link');
+    expect(text).toContain('attach tp_tc_ingress (tc) to the interface holding 10.77.0.2 ingress');
+    expect(text).toContain('map tp_out_port_v1: 1 entry');
+    expect(text).toContain('  10.9.0.0/16');
+  });
+});
