@@ -52,6 +52,7 @@ function addInstallOptions(cmd: Command): Command {
   const d = DEFAULTS;
   const opts: Option[] = [
     new Option('--config <file>', 'config file (YAML or JSON, kumactl keys), - for stdin; repeatable, later files win, flags win over files').argParser(collect),
+    new Option('--config-file <file>', 'kumactl spelling of --config').argParser(collect).hideHelp(),
     new Option('--kuma-dp-user <name|uid>', `user the proxy runs as; its traffic is never redirected (default: uid ${d.proxyUid}, else user ${d.proxyUserName})`),
     new Option('--kuma-dp-uid <uid>', 'deprecated alias of --kuma-dp-user').hideHelp(),
     new Option('--ip-family-mode <mode>', 'dualstack or ipv4 (default: dualstack)'),
@@ -95,6 +96,7 @@ function addInstallOptions(cmd: Command): Command {
 
 function addUninstallOptions(cmd: Command): Command {
   cmd.addOption(new Option('--config <file>', 'config file (YAML or JSON), - for stdin; repeatable').argParser(collect));
+  cmd.addOption(new Option('--config-file <file>', 'kumactl spelling of --config').argParser(collect).hideHelp());
   cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
   cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
   cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
@@ -104,13 +106,23 @@ function addUninstallOptions(cmd: Command): Command {
   return cmd;
 }
 
-/** Commander's options object without the keys of flags that were not given. */
+/**
+ * Commander's options object without the keys of flags that were not given;
+ * kumactl's --config-file joins --config (its files after --config's).
+ */
 function givenFlags(cmd: Command): Record<string, string | boolean | string[]> {
-  return Object.fromEntries(Object.entries(cmd.opts()).filter(([, v]) => v !== undefined)) as Record<string, string | boolean | string[]>;
+  const { configFile, ...rest } = cmd.opts() as Record<string, unknown>;
+  const flags = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as Record<string, string | boolean | string[]>;
+  if (Array.isArray(configFile)) flags['config'] = [...((flags['config'] as string[] | undefined) ?? []), ...(configFile as string[])];
+  return flags;
 }
 
-function printResult(io: CliIo, result: EngineResult, dryRun: boolean, done: string, noop: string): void {
-  for (const line of result.lines) io.stdout(`${line}\n`);
+/**
+ * Prints the engine's result lines, except those it already reported through the
+ * logger while working (an engine may do both), then a one-line summary.
+ */
+function printResult(io: CliIo, printed: Set<string>, result: EngineResult, dryRun: boolean, done: string, noop: string): void {
+  for (const line of result.lines) if (dryRun || !printed.has(line)) io.stdout(`${line}\n`);
   if (!dryRun) io.stdout(`${result.changed ? done : noop}\n`);
 }
 
@@ -119,7 +131,7 @@ function isDryRun(flags: Record<string, unknown>): boolean {
   return v === true || (typeof v === 'string' && ['true', '1', 't'].includes(v.toLowerCase()));
 }
 
-function buildProgram(io: CliIo, logger: Logger): Command {
+function buildProgram(io: CliIo, logger: Logger, printed: Set<string>): Command {
   const program = new Command('tpctl');
   program
     .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy), iptables or eBPF')
@@ -155,7 +167,7 @@ function buildProgram(io: CliIo, logger: Logger): Command {
         .action(async (_opts, cmd: Command) => {
           const flags = givenFlags(cmd);
           const result = await install(flags as RawFlags, { logger });
-          printResult(io, result, isDryRun(flags), 'transparent proxy installed', 'transparent proxy already installed with these settings; nothing changed');
+          printResult(io, printed, result, isDryRun(flags), 'transparent proxy installed', 'transparent proxy already installed with these settings; nothing changed');
         });
     } else {
       addUninstallOptions(tp)
@@ -163,7 +175,7 @@ function buildProgram(io: CliIo, logger: Logger): Command {
         .action(async (_opts, cmd: Command) => {
           const flags = givenFlags(cmd);
           const result = await uninstall(flags as RawUninstallFlags, { logger });
-          printResult(io, result, isDryRun(flags), 'transparent proxy removed', 'nothing to remove: no transparent proxy installed');
+          printResult(io, printed, result, isDryRun(flags), 'transparent proxy removed', 'nothing to remove: no transparent proxy installed');
         });
     }
   }
@@ -182,15 +194,19 @@ function oneLine(text: string): string {
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
   const verbose = argv.some((a) => a === '--verbose' || a === '--verbose=true' || a === '--verbose=1') || io.env['TPCTL_DEBUG'] === '1';
+  const printed = new Set<string>();
   const logger: Logger = {
-    info: (m) => io.stdout(`${m}\n`),
+    info: (m) => {
+      printed.add(m);
+      io.stdout(`${m}\n`);
+    },
     warn: (m) => io.stderr(`warning: ${m}\n`),
     debug: (m) => {
       if (verbose) io.stderr(`debug: ${m}\n`);
     },
   };
   try {
-    await buildProgram(io, logger).parseAsync(argv, { from: 'user' });
+    await buildProgram(io, logger, printed).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {

@@ -5,7 +5,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { runCli, type CliIo } from '../src/cli.js';
+import { install } from '../src/commands/install.js';
+import { PreflightError } from '../src/errors.js';
+
+// In-process runs below replace the install command to make it fail on demand; the
+// process runs above use dist/cli.js and are unaffected.
+vi.mock('../src/commands/install.js', () => ({ install: vi.fn(), configPaths: () => [] }));
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = `${root}dist/cli.js`;
@@ -109,6 +116,15 @@ describe('--dry-run', () => {
     expect(r.stdout).not.toContain('17001');
   });
 
+  it("accepts kumactl's --config-file spelling", async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--config-file', '-'], {
+      input: 'kumaDPUser: 5678\nredirect:\n  inbound:\n    enabled: false\n',
+    });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).not.toContain('--to-ports 15006');
+    expect(r.stdout).toContain('--to-ports 15001');
+  });
+
   it('prints the eBPF plan with --ebpf-enabled', async () => {
     const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--ebpf-enabled', '--ebpf-instance-ip', '10.0.0.5']);
     expect(r.exitCode).toBe(0);
@@ -146,5 +162,39 @@ describe('help and version', () => {
     const r = await tpctl(['--version']);
     expect(r.exitCode).toBe(0);
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('unexpected errors (in process)', () => {
+  function capture(env: NodeJS.ProcessEnv = {}): CliIo & { out: string; err: string } {
+    const io = { out: '', err: '', env, stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) };
+    return io;
+  }
+  const args = ['install', 'transparent-proxy', '--kuma-dp-user', '5678'];
+
+  it('a plain Error: exit 1, one line, no stack', async () => {
+    vi.mocked(install).mockRejectedValueOnce(new Error('boom\nsecond line'));
+    const io = capture();
+    expect(await runCli(args, io)).toBe(1);
+    expect(io.err).toBe('error: boom second line\n');
+  });
+
+  it('a stack only with --verbose or TPCTL_DEBUG=1', async () => {
+    vi.mocked(install).mockRejectedValueOnce(new Error('boom'));
+    const verbose = capture();
+    expect(await runCli([...args, '--verbose'], verbose)).toBe(1);
+    expect(verbose.err).toMatch(/^error: boom\nError: boom\n\s+at /);
+
+    vi.mocked(install).mockRejectedValueOnce(new Error('boom'));
+    const debug = capture({ TPCTL_DEBUG: '1' });
+    expect(await runCli(args, debug)).toBe(1);
+    expect(debug.err).toMatch(/\n\s+at /);
+  });
+
+  it('a TpError exits with its own code and its hint', async () => {
+    vi.mocked(install).mockRejectedValueOnce(new PreflightError('install transparent-proxy: missing CAP_NET_ADMIN', { hint: 'run as root' }));
+    const io = capture();
+    expect(await runCli(args, io)).toBe(3);
+    expect(io.err).toBe('error: install transparent-proxy: missing CAP_NET_ADMIN (run as root)\n');
   });
 });

@@ -26,6 +26,7 @@ import {
 import type {
   Cidr,
   DnsMode,
+  IpFamily,
   IptablesBackend,
   ProxyUser,
   TransparentProxyConfig,
@@ -278,14 +279,10 @@ function resolveUser(spec: { uid: number } | { name: string } | undefined, label
   return { uid: entry.uid, name: entry.name };
 }
 
-function keepFamily<T extends { family: string }>(
-  items: T[],
-  ipv4Only: boolean,
-  label: string,
-  warnings: string[],
-): T[] {
+/** With --ip-family-mode ipv4, drops IPv6 entries (kumactl filters them per family too) and says so. */
+function keepFamily<T>(items: T[], familyOf: (item: T) => IpFamily, ipv4Only: boolean, label: string, warnings: string[]): T[] {
   if (!ipv4Only) return items;
-  const kept = items.filter((c) => c.family === 'ipv4');
+  const kept = items.filter((c) => familyOf(c) === 'ipv4');
   if (kept.length !== items.length) warnings.push(`${label}: IPv6 entries ignored with --ip-family-mode ipv4`);
   return kept;
 }
@@ -324,7 +321,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   const dnsPort = layers.get('redirect.dns.port', v.parsePort, DEFAULTS.dnsPort);
 
   const excludeCidrs = (key: string): Cidr[] =>
-    keepFamily(layers.get(key, v.parseCidrList, []), ipv4Only, layers.label(key), warnings);
+    keepFamily(layers.get(key, v.parseCidrList, []), (c) => c.family, ipv4Only, layers.label(key), warnings);
 
   // DNS
   const redirectDns = layers.get('redirect.dns.enabled', v.parseBool, false);
@@ -442,12 +439,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
       resolvConfPath,
       conntrackZoneSplit: !skipZoneSplit,
     },
-    vnet: keepFamily(
-      vnet.map((n) => ({ ...n, family: n.cidr.family })),
-      ipv4Only,
-      layers.label('redirect.vnet.networks'),
-      warnings,
-    ).map(({ iface, cidr }) => ({ iface, cidr })),
+    vnet: keepFamily(vnet, (n) => n.cidr.family, ipv4Only, layers.label('redirect.vnet.networks'), warnings),
     dropInvalidPackets: layers.get('dropInvalidPackets', v.parseBool, false),
     iptablesLogs: layers.get('log.enabled', v.parseBool, false),
     storeFirewalld,

@@ -3,7 +3,7 @@
  * with other programs on the same hooks and outlive this process), the inbound
  * program as a tc direct-action filter on the clsact ingress hook.
  */
-import { closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineError, LibbpfError } from '../errors.js';
 import {
@@ -21,6 +21,11 @@ import {
 import type { LoadedObjects } from './loader.js';
 import { TC_HANDLE, TC_PRIORITY, type ProgramSpec } from './spec.js';
 import type { TcRecord } from './state.js';
+
+/** Identity of this process's network namespace, e.g. `net:[4026531840]`. */
+export function currentNetns(): string {
+  return readlinkSync('/proc/self/ns/net');
+}
 
 export function linksDir(bpffsPath: string): string {
   return join(bpffsPath, 'links');
@@ -79,7 +84,7 @@ export function attachTc(loaded: LoadedObjects, iface: string, ifindex: number, 
     }
     throw e;
   }
-  return { iface, ifindex, handle: TC_HANDLE, priority: TC_PRIORITY, progId, createdClsact };
+  return { iface, ifindex, handle: TC_HANDLE, priority: TC_PRIORITY, progId, createdClsact, netns: currentNetns() };
 }
 
 /** Whether our filter (same program id) is still there. */

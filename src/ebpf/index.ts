@@ -12,10 +12,11 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { EngineError, TpError } from '../errors.js';
+import { EngineError, PreflightError, TpError } from '../errors.js';
 import type { Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';
 import { readMounts, mountOf, mountBpffs, unmount } from '../host/mounts.js';
+import { listInterfaces } from '../host/interfaces.js';
 import { preflightInstall, preflightUninstall, planBpffs, type InstallPreflight } from './preflight.js';
 import {
   MAP_SPECS,
@@ -27,7 +28,7 @@ import {
 } from './spec.js';
 import { openAndLoad, type LoadedObjects } from './loader.js';
 import { mapPinPath, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
-import { attachCgroupProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
+import { currentNetns, attachCgroupProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
 import { tcHookDestroy } from './libbpf.js';
 import { hasState, readState, removeState, statePinPath, writeState, type EbpfState } from './state.js';
 
@@ -184,6 +185,10 @@ function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logg
   const before = snapshotMaps(bpffsPath, names);
   try {
     const r = syncMaps(bpffsPath, spec.maps);
+    // An in-place update has no attach steps of its own; the fault points fire once
+    // its real change (the maps) is made, so tests can prove the rollback.
+    failAt('after-cgroup-attach');
+    failAt('after-tc-attach');
     writeState({ ...state, configHash: hash, installedAt: new Date().toISOString() });
     return {
       changed: true,
@@ -222,15 +227,26 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
     }
     // Attach points changed (or the install was damaged): replace it entirely.
     log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');
-    const removed = removeInstall(existing, log);
-    const result = freshInstall(cfg, pre, spec, hash, log);
-    return { changed: true, lines: [...removed, ...result.lines] };
+    // Pins live at fixed paths, so the old install must go before the new one loads.
+    const removed = await removeInstall(existing, log);
+    try {
+      const result = freshInstall(cfg, pre, spec, hash, log);
+      return { changed: true, lines: [...removed, ...result.lines] };
+    } catch (e) {
+      throw new EngineError(`${errorText(e)} (the previous install was removed first: no eBPF transparent proxy is installed now)`, { cause: e });
+    }
   }
   return freshInstall(cfg, pre, spec, hash, log);
 }
 
 /** Removes everything a state record describes. Best effort: keeps going and reports what failed. */
-function removeInstall(state: EbpfState, log: Logger): string[] {
+async function removeInstall(state: EbpfState, log: Logger): Promise<string[]> {
+  if (state.tc && state.tc.netns !== currentNetns()) {
+    throw new PreflightError(
+      `uninstall: the tc filter was attached in network namespace ${state.tc.netns}, this process runs in ${currentNetns()}`,
+      { hint: 'run uninstall in the network namespace install ran in (nsenter --net=...)' },
+    );
+  }
   const bpffsPath = state.target.bpffsPath;
   const lines: string[] = [];
   const failures: string[] = [];
@@ -246,27 +262,36 @@ function removeInstall(state: EbpfState, log: Logger): string[] {
   if (state.links.length > 0) lines.push(`detached ${state.links.length} programs from cgroup ${state.target.cgroupPath}`);
   if (state.tc) {
     const tc = state.tc;
-    attempt(`tc filter on ${tc.iface}`, () => {
-      for (const w of detachTc(tc)) log.warn(w);
-    });
-    lines.push(`removed tc filter from ${tc.iface} ingress${tc.createdClsact ? ' and its clsact qdisc' : ''}`);
+    // Make sure the ifindex still names the interface we attached to before
+    // touching it (and its qdisc): it may have been deleted and the index reused.
+    const ifaces = await listInterfaces();
+    if (ifaces.some((i) => i.ifindex === tc.ifindex && i.name === tc.iface)) {
+      attempt(`tc filter on ${tc.iface}`, () => {
+        for (const w of detachTc(tc)) log.warn(w);
+      });
+      lines.push(`removed tc filter from ${tc.iface} ingress${tc.createdClsact ? ' and its clsact qdisc' : ''}`);
+    } else {
+      log.warn(`interface ${tc.iface} (ifindex ${tc.ifindex}) is gone, and its tc filter with it`);
+    }
   }
   const pins = new Set([...state.maps, ...MAP_SPECS.map((m) => mapPinPath(bpffsPath, m.name))]);
   attempt('unpin maps', () => {
     for (const pin of pins) if (existsSync(pin)) unlinkSync(pin);
   });
-  attempt('remove state record', () => removeState(bpffsPath));
   attempt(`rmdir ${linksDir(bpffsPath)}`, () => rmdirIfEmpty(linksDir(bpffsPath)));
+  if (failures.length > 0) {
+    // Keep the record (and the bpffs holding it) so a second uninstall can finish the job.
+    throw new EngineError(`uninstall incomplete: ${failures.join('; ')}`, {
+      hint: `the state record in ${statePinPath(bpffsPath)} was kept; rerun uninstall`,
+    });
+  }
+  removeState(bpffsPath);
   lines.push(`removed pins from ${bpffsPath}`);
   if (state.bpffs.mounted) {
-    attempt(`unmount ${bpffsPath}`, () => unmount(bpffsPath));
+    unmount(bpffsPath);
     lines.push(`unmounted bpffs at ${bpffsPath}`);
   }
-  for (const dir of [...state.bpffs.createdDirs].reverse()) attempt(`rmdir ${dir}`, () => rmdirIfEmpty(dir));
-
-  if (failures.length > 0) {
-    throw new EngineError(`uninstall incomplete: ${failures.join('; ')}`);
-  }
+  for (const dir of [...state.bpffs.createdDirs].reverse()) rmdirIfEmpty(dir);
   return lines;
 }
 
@@ -286,5 +311,5 @@ export async function uninstallEbpf(cfg: UninstallConfig, log: Logger): Promise<
     ];
     return { changed: false, lines };
   }
-  return { changed: true, lines: removeInstall(state, log) };
+  return { changed: true, lines: await removeInstall(state, log) };
 }

@@ -220,9 +220,11 @@ function addrSet(addrs: string[], family: 'ipv4' | 'ipv6', max: number): { entri
  */
 export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true): EbpfSpec {
   const warnings: string[] = [];
+  // --store-firewalld and --skip-dns-conntrack-zone-split are warned about (once) by
+  // the config layer; these iptables-only options are not.
   if (cfg.vnet.length > 0) warnings.push('--vnet is ignored with --ebpf-enabled');
-  if (cfg.storeFirewalld) warnings.push('--store-firewalld is ignored with --ebpf-enabled');
-  if (!cfg.dns.conntrackZoneSplit) warnings.push('--skip-dns-conntrack-zone-split is ignored with --ebpf-enabled');
+  if (cfg.dropInvalidPackets) warnings.push('--drop-invalid-packets is ignored with --ebpf-enabled');
+  if (cfg.iptablesLogs) warnings.push('--iptables-logs is ignored with --ebpf-enabled');
 
   let ipv6 = cfg.ipFamilyMode === 'dualstack';
   if (ipv6 && !hostHasIpv6) {
@@ -318,9 +320,9 @@ export function describeEbpfPlan(cfg: TransparentProxyConfig): string {
   lines.push('# eBPF transparent proxy plan');
   lines.push(`objects: ${OBJECT_FILES.map((o) => `${cfg.ebpf.programsSourcePath.replace(/\/$/, '')}/${o}`).join(' ')}`);
   lines.push(`bpffs: ${cfg.ebpf.bpffsPath} (maps pinned by name, links under ${cfg.ebpf.bpffsPath.replace(/\/$/, '')}/links, state in ${STATE_MAP.name})`);
-  const cg = cfg.ebpf.cgroupPath ?? 'the cgroup2 root (from /proc/self/mountinfo)';
+  const cg = cfg.ebpf.cgroupPath ? `cgroup ${cfg.ebpf.cgroupPath}` : 'the root cgroup of the cgroup2 mount';
   for (const prog of spec.programs.filter((x) => x.hook === 'cgroup')) {
-    lines.push(`attach ${prog.name} (${prog.section}) to cgroup ${cg} with a pinned bpf_link`);
+    lines.push(`attach ${prog.name} (${prog.section}) to ${cg} with a pinned bpf_link`);
   }
   if (spec.inbound) {
     const iface = cfg.ebpf.tcAttachIface ?? `the interface holding ${cfg.ebpf.instanceIp.ipv4 ?? cfg.ebpf.instanceIp.ipv6 ?? 'the instance IP'}`;

@@ -23,6 +23,8 @@ export interface TcRecord {
   progId: number;
   /** We created the clsact qdisc (it did not exist), so uninstall deletes it. */
   createdClsact: boolean;
+  /** The network namespace tc was attached in (readlink /proc/self/ns/net); ifindexes mean nothing elsewhere. */
+  netns: string;
 }
 
 export interface EbpfState {
@@ -63,7 +65,11 @@ export function readState(bpffsPath: string): EbpfState | undefined {
     }
     return state;
   } catch (e) {
-    if (e instanceof SyntaxError) throw new EngineError(`eBPF state ${pin}: unreadable record (${e.message})`);
+    if (e instanceof SyntaxError) {
+      throw new EngineError(`eBPF state ${pin}: unreadable record (${e.message})`, {
+        hint: `inspect with bpftool map dump pinned ${pin}; remove the pins under ${bpffsPath} by hand`,
+      });
+    }
     throw e;
   } finally {
     closeSync(fd);

@@ -6,7 +6,7 @@ import type { IpFamily, Logger, TransparentProxyConfig, UninstallConfig } from '
 import type { EngineResult } from '../engine.js';
 import { EngineError, isTpError } from '../errors.js';
 import { requireCapabilities } from '../host/capabilities.js';
-import { type Backend, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
+import { type Backend, DEFAULT_RETRY, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
 import { buildFamilyRuleset, configuredFamilies } from './build.js';
 import { DEFAULT_FIREWALLD_DIRECT_PATH, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
 import type { FamilyRuleset } from './model.js';
@@ -36,7 +36,8 @@ function causeOf(e: unknown): string {
 }
 
 function commentsOf(lines: string[]): string[] {
-  return lines.map((l) => /--comment "?([^"]*?)"?(?: -|$| ")/.exec(l)?.[1] ?? '');
+  // iptables-save quotes a comment only when it contains spaces.
+  return lines.map((l) => /--comment (?:"([^"]*)"|(\S+))/.exec(l)?.slice(1).find((g) => g !== undefined) ?? '');
 }
 
 function jumpKey(chain: string, line: string): string {
@@ -110,6 +111,7 @@ async function applyPlans(op: string, plans: FamilyPlan[], log: Logger): Promise
     for (const p of plans) {
       if (p.payload) {
         // One restore is atomic: a failing one changed nothing, so it needs no rollback.
+        log.debug(`${p.tables.family}: iptables-restore --noflush <<EOF\n${p.payload}EOF`);
         await p.tables.restore(p.payload);
         applied.push(p);
         await dropEmptyTables(p.tables, p.dropIfEmpty);
@@ -146,6 +148,29 @@ async function testPlans(op: string, plans: FamilyPlan[]): Promise<void> {
   }
 }
 
+/**
+ * Plans one family: from the tpctl state in its snapshot to `rs` (undefined: no
+ * tpctl rules at all). The payload is empty when nothing needs to change.
+ */
+async function planFamily(tables: Tables, rs: FamilyRuleset | undefined): Promise<FamilyPlan & { target: TargetTable[] }> {
+  const saved = parseSave(await tables.save());
+  const before = ownedState(saved);
+  const beforeTables = saved.map((t) => t.name);
+  // nft tables this install creates (or the one it replaces created) are marked so uninstall can drop them.
+  const created = new Set<string>(
+    tables.backend === 'nft' && rs
+      ? rs.tables
+          .map((t) => t.name)
+          .filter((n) => !beforeTables.includes(n) || before.some((o) => o.table === n && o.createdTable))
+      : [],
+  );
+  const target = rs ? targetFromRuleset(rs, created) : [];
+  const payload = alreadyInstalled(before, target) ? '' : transitionPayload(before, target);
+  // Created tables the new state no longer uses go again once empty.
+  const dropIfEmpty = before.filter((o) => o.createdTable && !created.has(o.table)).map((o) => o.table);
+  return { tables, before, beforeTables, target, payload, dropIfEmpty };
+}
+
 export function buildRulesets(cfg: TransparentProxyConfig, families: IpFamily[] = configuredFamilies(cfg)): FamilyRuleset[] {
   return families.map((f) => buildFamilyRuleset(cfg, f));
 }
@@ -161,8 +186,9 @@ export async function installIptablesEngine(
     return { changed: false, lines };
   }
   requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
+  const ipv6 = hostHasIpv6();
   let families = configuredFamilies(cfg);
-  if (families.includes('ipv6') && !hostHasIpv6()) {
+  if (families.includes('ipv6') && !ipv6) {
     log.warn('ipv6: this host has no IPv6 (/proc/net/if_inet6 is missing); installing IPv4 rules only');
     families = ['ipv4'];
   }
@@ -173,24 +199,24 @@ export async function installIptablesEngine(
   for (const rs of rulesets) {
     const tables = new Tables(backend, rs.family, cfg.retry, log);
     tables.check();
-    const saved = parseSave(await tables.save());
-    const before = ownedState(saved);
-    const beforeTables = saved.map((t) => t.name);
-    const created = new Set<string>(
-      backend === 'nft'
-        ? rs.tables
-            .map((t) => t.name)
-            .filter((n) => !beforeTables.includes(n) || before.some((o) => o.table === n && o.createdTable))
-        : [],
+    const plan = await planFamily(tables, rs);
+    plans.push(plan);
+    const { rules, chains } = countRules(plan.target);
+    const what = hasOwned(plan.before) ? 'replaced' : 'installed';
+    lines.push(
+      plan.payload
+        ? `iptables (${backend}) ${rs.family}: ${what} ${rules} rules in ${chains} chains`
+        : `iptables (${backend}) ${rs.family}: already installed, nothing changed`,
     );
-    const target = targetFromRuleset(rs, created);
-    const same = alreadyInstalled(before, target);
-    // Tables a replaced ruleset no longer uses go again if this install had created them.
-    const dropIfEmpty = before.filter((o) => o.createdTable && !created.has(o.table)).map((o) => o.table);
-    plans.push({ tables, before, beforeTables, payload: same ? '' : transitionPayload(before, target), dropIfEmpty });
-    const { rules, chains } = countRules(target);
-    if (same) lines.push(`iptables (${backend}) ${rs.family}: already installed, nothing changed`);
-    else lines.push(`iptables (${backend}) ${rs.family}: ${hasOwned(before) ? 'replaced' : 'installed'} ${rules} rules in ${chains} chains`);
+  }
+
+  // --ip-family-mode ipv4 after a dual-stack install: our IPv6 rules go.
+  if (ipv6 && !families.includes('ipv6') && findExecutable(toolName(backend, 'ipv6', 'save'))) {
+    const plan = await planFamily(new Tables(backend, 'ipv6', cfg.retry, log), undefined);
+    if (plan.payload) {
+      plans.push(plan);
+      lines.push(`iptables (${backend}) ipv6: removed (--ip-family-mode ipv4)`);
+    }
   }
 
   await testPlans('install', plans);
@@ -230,14 +256,12 @@ export async function uninstallIptablesEngine(cfg: UninstallConfig, log: Logger)
   for (const backend of availableBackends(cfg.iptablesBackend)) {
     for (const family of families) {
       if (!findExecutable(toolName(backend, family, 'save'))) continue;
-      const tables = new Tables(backend, family, { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 }, log);
+      const tables = new Tables(backend, family, DEFAULT_RETRY, log);
       tables.check();
-      const saved = parseSave(await tables.save());
-      const before = ownedState(saved);
-      if (!hasOwned(before)) continue;
-      const payload = transitionPayload(before, []);
-      const dropIfEmpty = before.filter((o) => o.createdTable).map((o) => o.table);
-      plans.push({ tables, before, beforeTables: saved.map((t) => t.name), payload, dropIfEmpty });
+      const plan = await planFamily(tables, undefined);
+      if (!plan.payload) continue;
+      plans.push(plan);
+      const { before, payload } = plan;
       const chains = before.reduce((n, t) => n + t.chains.size, 0);
       lines.push(`iptables (${backend}) ${family}: ${cfg.dryRun ? 'would remove' : 'removed'} ${chains} chains and their jump rules`);
       if (cfg.dryRun) lines.push(...payload.trimEnd().split('\n'));

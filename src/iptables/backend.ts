@@ -7,9 +7,13 @@ import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
+import { CHAIN_PREFIX } from './model.js';
 
 export type Backend = 'nft' | 'legacy';
 export type Tool = 'save' | 'restore';
+
+/** Kuma's defaults; uninstall has no retry flags. */
+export const DEFAULT_RETRY: RetryConfig = { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 };
 
 export function toolName(backend: Backend, family: IpFamily, tool: Tool): string {
   return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
@@ -97,7 +101,8 @@ export class Tables {
   }
 
   private lockArgs(): string[] {
-    const a = ['--wait', String(this.retry.wait)];
+    // --wait 0 would still block on some versions; without it a busy lock fails at once and the retry loop waits.
+    const a = this.retry.wait > 0 ? ['--wait', String(this.retry.wait)] : [];
     // iptables-nft ignores the interval and warns about it.
     if (this.backend === 'legacy' && this.retry.waitInterval > 0) a.push('--wait-interval', String(this.retry.waitInterval));
     return a;
@@ -120,33 +125,50 @@ export class Tables {
   }
 }
 
-function countRules(saveText: string): number {
-  return saveText.split('\n').filter((l) => l.startsWith('-A ')).length;
+interface BackendSurvey {
+  backend: Backend;
+  rules: number;
+  holdsTpctl: boolean;
 }
 
-async function ruleCount(backend: Backend): Promise<number> {
-  let n = 0;
+async function survey(backend: Backend): Promise<BackendSurvey> {
+  const result: BackendSurvey = { backend, rules: 0, holdsTpctl: false };
   for (const family of ['ipv4', 'ipv6'] as const) {
     const cmd = findExecutable(toolName(backend, family, 'save'));
     if (!cmd) continue;
+    let text: string;
     try {
-      n += countRules((await run(cmd, [])).stdout);
+      text = (await run(cmd, [])).stdout;
     } catch {
-      // A backend whose save fails holds nothing we could build on.
+      continue; // A backend whose save fails holds nothing we could build on.
     }
+    const lines = text.split('\n');
+    result.rules += lines.filter((l) => l.startsWith('-A ')).length;
+    if (lines.some((l) => l.startsWith(`:${CHAIN_PREFIX}`))) result.holdsTpctl = true;
   }
-  return n;
+  return result;
 }
 
 /**
- * Chooses the backend: the forced one, else the one already holding rules (so
- * tpctl's rules sit next to the host's own, as Kuma does), else nft.
+ * Chooses the backend. A backend already holding tpctl's chains wins (a reinstall
+ * must replace them, not add a second copy next door); then the forced one; else
+ * the one already holding rules (so tpctl's rules sit next to the host's own, as
+ * Kuma does); else nft.
  */
 export async function detectBackend(forced: IptablesBackend, log: Logger): Promise<Backend> {
-  if (forced !== 'auto') return forced;
-  const legacy = await ruleCount('legacy');
-  const nft = await ruleCount('nft');
-  const backend: Backend = legacy > nft ? 'legacy' : 'nft';
-  log.debug(`iptables backend: ${backend} (rules found: legacy ${legacy}, nft ${nft})`);
+  const surveys = [await survey('nft'), await survey('legacy')];
+  const holder = surveys.find((s) => s.holdsTpctl);
+  if (forced !== 'auto') {
+    if (holder && holder.backend !== forced) {
+      throw new PreflightError(`install: tpctl's rules are installed with the iptables-${holder.backend} backend`, {
+        hint: `run \`tpctl uninstall transparent-proxy\` first, or use --iptables-backend ${holder.backend}`,
+      });
+    }
+    return forced;
+  }
+  if (holder) return holder.backend;
+  const [nft, legacy] = surveys as [BackendSurvey, BackendSurvey];
+  const backend: Backend = legacy.rules > nft.rules ? 'legacy' : 'nft';
+  log.debug(`iptables backend: ${backend} (rules found: legacy ${legacy.rules}, nft ${nft.rules})`);
   return backend;
 }

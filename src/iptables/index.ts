@@ -1,6 +1,26 @@
 /**
  * The iptables engine: nat-table REDIRECT rules in TPCTL_ chains, applied
  * atomically per family with iptables-restore.
+ *
+ * Ownership: every chain tpctl creates is named `TPCTL_*`; every rule carries a
+ * comment starting `tpctl/`. Built-in chains get exactly one rule each from tpctl,
+ * a jump inserted first (`tpctl/jump ruleset=<digest>`); the rest lives in our chains.
+ *
+ * Idempotency: the digest is a hash of the family's ruleset. A reinstall whose
+ * digest, chains, rule counts and rule comments match what iptables-save shows
+ * changes nothing. Otherwise one `iptables-restore --noflush` per family flushes
+ * our chains (by re-declaring them), deletes our old jumps (`-D` copies of the
+ * saved lines), writes the new rules and jumps, and deletes chains no longer used.
+ *
+ * Rollback: each family's tpctl state is read from iptables-save before anything
+ * changes; when a later family fails, earlier ones are turned back into exactly
+ * that state (same rules, jumps at their old positions). nft tables that tpctl
+ * created are deleted again once empty (the jump comment says `created-table`);
+ * legacy tables cannot be unregistered and stay, empty.
+ *
+ * "Unchanged tables" means iptables-save output equal after dropping `#` lines
+ * (timestamps) and zeroing `[packets:bytes]` counters (see normalizeSave, which
+ * also ignores tables holding nothing).
  */
 import type { Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';

@@ -48,7 +48,7 @@ async function main(): Promise<void> {
       tcp: { type: 'string', default: '' },
       udp: { type: 'string', default: '' },
       addresses: { type: 'string', default: '0.0.0.0,::' },
-      'max-lifetime': { type: 'string', default: '1800' },
+      'max-lifetime': { type: 'string', default: '900' },
     },
     strict: true,
   });

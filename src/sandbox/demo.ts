@@ -28,7 +28,8 @@ function describeReply(reply: Greeting, extra = ''): string {
   switch (reply.via) {
     case 'proxy': {
       const port = reply.listener === 'outbound' ? PORTS.outbound : PORTS.inbound;
-      return `proxy:${port} saw orig_dst=${reply.origDst ?? '?'} peer=${reply.peer ?? '?'}${tail}`;
+      const how = reply.origDstFrom === 'getsockopt' ? ' (SO_ORIGINAL_DST)' : reply.origDstFrom === 'local' ? ' (local address)' : '';
+      return `proxy:${port} saw orig_dst=${reply.origDst ?? '?'}${how} peer=${reply.peer ?? '?'}${tail}`;
     }
     case 'proxy-dns':
       return `proxy-dns:${PORTS.dns} answered peer=${reply.peer ?? '?'}${tail}`;

@@ -6,10 +6,10 @@
  * Scripts run from dist/ (build first); the path is found relative to this file,
  * which lives two levels below the repository root both as src/ and as dist/.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { listTree, runIn, spawnIn, type CommandResult, type Sandbox, type SandboxHost, type SandboxProcess } from './sandbox.js';
+import { listTree, runCommand, runIn, spawnIn, type CommandResult, type Sandbox, type SandboxHost, type SandboxProcess } from './sandbox.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const distDir = join(repoRoot, 'dist');
@@ -251,10 +251,15 @@ export function isKernelTooOld(r: CommandResult): boolean {
 // ---------------------------------------------------------------------------------
 // Host state an engine may change, as comparable text.
 
-/** iptables-save of every table, both families, minus what changes by itself (comments, counters). */
-export async function iptablesState(sb: Sandbox, backend: 'nft' | 'legacy'): Promise<string> {
+/**
+ * iptables-save of every table, both families, minus what changes by itself
+ * (comments, counters). Both backends are included: an engine must not touch the
+ * one it was not asked to use.
+ */
+export async function iptablesState(sb: Sandbox): Promise<string> {
   const out: string[] = [];
-  for (const tool of [`iptables-${backend}-save`, `ip6tables-${backend}-save`]) {
+  const tools = ['nft', 'legacy'].flatMap((b) => [`iptables-${b}-save`, `ip6tables-${b}-save`]);
+  for (const tool of tools) {
     const r = await runIn(sb, 'mesh', [tool]);
     if (r.exitCode !== 0) throw new Error(`${tool}: ${r.stderr.trim()}`);
     out.push(`## ${tool}`, ...normalizeIptablesSave(r.stdout));
@@ -287,6 +292,25 @@ export async function addForeignIptablesRules(sb: Sandbox, backend: 'nft' | 'leg
 
 const BPF_PRELOAD_ENTRIES = new Set(['maps.debug', 'progs.debug']);
 
+/**
+ * Attaches a do-nothing cgroup/connect4 program that tpctl does not own (compiled
+ * from test/e2e/fixtures, pinned under <bpffs>/foreign/, attached with
+ * BPF_F_ALLOW_MULTI), to prove tpctl coexists with it and leaves it alone.
+ */
+export async function attachForeignCgroupProgram(sb: Sandbox): Promise<void> {
+  const src = join(repoRoot, 'test', 'e2e', 'fixtures', 'foreign_connect4.bpf.c');
+  const obj = join(sb.tmpDir, 'foreign_connect4.bpf.o');
+  const cc = await runCommand(['clang', '-O2', '-g', '-target', 'bpf', '-c', src, '-o', obj]);
+  if (cc.exitCode !== 0) throw new Error(`clang ${src}: ${cc.stderr.trim() || 'failed'} (install clang: make deps)`);
+  const pinDir = join(sb.bpffsPath, 'foreign');
+  mkdirSync(pinDir, { recursive: true });
+  const pin = join(pinDir, 'foreign_conn4');
+  const load = await runCommand(['bpftool', 'prog', 'load', obj, pin, 'type', 'cgroup/connect4']);
+  if (load.exitCode !== 0) throw new Error(`bpftool prog load: ${load.stderr.trim()}`);
+  const attach = await runCommand(['bpftool', 'cgroup', 'attach', sb.cgroupPath, 'connect4', 'pinned', pin, 'multi']);
+  if (attach.exitCode !== 0) throw new Error(`bpftool cgroup attach: ${attach.stderr.trim()}`);
+}
+
 export interface EbpfState {
   cgroupPrograms: string;
   tcFilters: string;
@@ -311,5 +335,5 @@ export async function ebpfState(sb: Sandbox): Promise<EbpfState> {
 
 export async function engineState(engine: EngineName, sb: Sandbox): Promise<string> {
   if (engine === 'ebpf') return JSON.stringify(await ebpfState(sb), null, 1);
-  return iptablesState(sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
+  return iptablesState(sb);
 }

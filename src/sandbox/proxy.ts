@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       outbound: { type: 'string', default: '15001' },
       inbound: { type: 'string', default: '15006' },
       dns: { type: 'string', default: '15053' },
-      'max-lifetime': { type: 'string', default: '1800' },
+      'max-lifetime': { type: 'string', default: '900' },
     },
     strict: true,
   });

@@ -41,7 +41,14 @@ export function emit(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-/** Bounded life: helper processes exit by themselves if nobody stops them. */
+/**
+ * Bounded life: a server exits by itself after `ms`, or as soon as its stdin closes —
+ * the sandbox keeps a pipe to it, so a parent that dies (a killed test run) takes
+ * its servers with it.
+ */
 export function exitAfter(ms: number): void {
   setTimeout(() => process.exit(0), ms).unref();
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
 }

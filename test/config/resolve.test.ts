@@ -105,6 +105,12 @@ retry:
     expect(warnings).toEqual(['a.yaml: redirect.outbound.excludePortsForIPs: IPv6 entries ignored with --ip-family-mode ipv4']);
   });
 
+  it('ipv4 mode drops IPv6 virtual networks with a warning', () => {
+    const { config, warnings } = resolve({ flags: { ipFamilyMode: 'ipv4', vnet: ['docker0:172.17.0.0/16', 'br0:fd00::/64'] } });
+    expect(config.vnet).toEqual([{ iface: 'docker0', cidr: { family: 'ipv4', address: '172.17.0.0', prefixLength: 16 } }]);
+    expect(warnings).toEqual(['--vnet: IPv6 entries ignored with --ip-family-mode ipv4']);
+  });
+
   it('a flag can clear a list from a file', () => {
     const { config } = resolve({ files: [fileA], flags: { excludeInboundPorts: '' } });
     expect(config.inbound.excludePorts).toEqual([]);

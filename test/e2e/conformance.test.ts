@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
-  addForeignIptablesRules, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
+  addForeignIptablesRules, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
   ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, startCast, uninstallFlags,
   type EngineName, type Family, type HeldConnection, type TcpProbeResult,
 } from '../../src/sandbox/harness.js';
@@ -138,6 +138,12 @@ for (const { engine, short, failAt } of ENGINES) {
           expectProxied(r, 'inbound', hostPort(meshIp(s.sb, f), APP_PORTS.plain), remote());
         });
 
+        it(`IPv${f}: on an inbound connection the proxy gets the original destination from SO_ORIGINAL_DST too`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, remote());
+          expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound', origDstFrom: 'getsockopt' });
+        });
+
         it(`IPv${f}: excluded inbound port reaches the app`, async (t) => {
           s.skipIfTooOld(t);
           const r = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.excluded, remote());
@@ -245,7 +251,8 @@ for (const { engine, short, failAt } of ENGINES) {
       };
 
       beforeAll(async () => {
-        if (engine !== 'ebpf') await addForeignIptablesRules(s.sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
+        if (engine === 'ebpf') await attachForeignCgroupProgram(s.sb);
+        else await addForeignIptablesRules(s.sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
         before = await engineState(engine, s.sb);
       });
       afterAll(async () => {
@@ -276,6 +283,7 @@ for (const { engine, short, failAt } of ENGINES) {
         expect(r.exitCode, describeCli(r)).toBe(0);
         installed = await engineState(engine, s.sb);
         expect(installed).not.toBe(before);
+        if (engine === 'ebpf') expect((await ebpfState(s.sb)).cgroupPrograms, 'tpctl attached next to the foreign program').toMatch(/foreign_conn4[\s\S]*tp_connect4|tp_connect4[\s\S]*foreign_conn4/);
         const remote = s.sb.ipv4.client;
         expectProxied(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'outbound', hostPort(remote, REMOTE_PORTS.plain), s.sb.ipv4.mesh);
       });
@@ -344,8 +352,9 @@ for (const { engine, short, failAt } of ENGINES) {
         if (engine === 'ebpf') {
           const state = await ebpfState(s.sb);
           expect(state.cgroupPrograms).not.toMatch(/tp_/);
+          expect(state.cgroupPrograms, 'the foreign program stays attached').toMatch(/foreign_conn4/);
           expect(state.tcFilters).toBe('');
-          expect(state.pins).toEqual([]);
+          expect(state.pins, 'only the foreign pin is left').toEqual(['foreign/', 'foreign/foreign_conn4']);
         }
         expect(await engineState(engine, s.sb)).toBe(before);
         installed = '';

@@ -51,6 +51,23 @@ async function portKeys(pin: string): Promise<number[]> {
   return (await mapDump(pin)).map((e) => e.key.readUInt16LE(0)).sort((a, b) => a - b);
 }
 
+async function tcProgIds(s: EbpfSandbox): Promise<number[]> {
+  return (await s.tcFilters()).flatMap((f) => {
+    const id = (f as { options?: { prog?: { id?: number } } }).options?.prog?.id;
+    return id === undefined ? [] : [id];
+  });
+}
+
+/** Program release is deferred (RCU), so poll briefly. */
+async function progFreed(id: number): Promise<boolean> {
+  for (let i = 0; i < 40; i++) {
+    const r = await execa('bpftool', ['prog', 'show', 'id', String(id)], { reject: false, timeout: 10_000 });
+    if (r.exitCode !== 0) return true;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  return false;
+}
+
 async function linkIds(s: EbpfSandbox): Promise<number[]> {
   return (await s.cgroupPrograms()).map((p) => p.id).sort((a, b) => a - b);
 }
@@ -92,9 +109,13 @@ describe('eBPF engine lifecycle', () => {
     ok(await sb.install(cfg));
     expect(await portKeys(join(tp, 'tp_out_port_v1'))).toEqual([22]);
 
+    const progIds = [...(await linkIds(sb)), ...(await tcProgIds(sb))];
+    expect(progIds).toHaveLength(11);
     const un = ok(await sb.uninstall());
     expect(un.changed).toBe(true);
     await expectNothingLeft(sb, tp, qdiscs);
+    // Nothing references the programs any more, so the kernel frees them.
+    for (const id of progIds) expect(await progFreed(id), `program ${id} still loaded`).toBe(true);
     // No program of ours survives anywhere (links and the tc filter were the only references).
     const un2 = ok(await sb.uninstall());
     expect(un2.changed).toBe(false);
@@ -126,6 +147,40 @@ describe('eBPF engine lifecycle', () => {
       expect(existsSync(join(sb.dir, 'm'))).toBe(false);
     });
   }
+
+  it('a failed in-place update puts the previous settings back', async () => {
+    sb = await EbpfSandbox.create('upd');
+    const tp = join(sb.bpffs, 'tp');
+    ok(await sb.install(sb.config()));
+    const ids = await linkIds(sb);
+    const cfg2 = sb.config();
+    cfg2.outbound.excludePorts = [{ from: 9000, to: 9001 }];
+    const r = await sb.install(cfg2, { TPCTL_FAIL_AT: 'after-cgroup-attach' });
+    expect(r.error?.oneLine).toMatch(/install failed: .*; the previous settings were kept/);
+    expect(await portKeys(join(tp, 'tp_out_port_v1'))).toEqual([22]);
+    expect(await linkIds(sb)).toEqual(ids);
+    // The record still describes the old settings: the same install is a no-op.
+    expect(ok(await sb.install(sb.config())).changed).toBe(false);
+    ok(await sb.uninstall());
+    expect(await sb.cgroupPrograms()).toEqual([]);
+  });
+
+  it('refuses to uninstall from another network namespace and touches nothing', async () => {
+    sb = await EbpfSandbox.create('ns');
+    ok(await sb.install(sb.config()));
+    const before = { progs: await linkIds(sb), filters: await sb.tcFilters() };
+    const other = `${sb.name}-o`;
+    await execa('ip', ['netns', 'add', other]);
+    try {
+      const r = await sb.uninstall(join(sb.bpffs, 'tp'), `/run/netns/${other}`);
+      expect(r.error?.oneLine).toMatch(/the tc filter was attached in network namespace net:\[\d+\], this process runs in net:\[\d+\]/);
+    } finally {
+      await execa('ip', ['netns', 'del', other]);
+    }
+    expect({ progs: await linkIds(sb), filters: await sb.tcFilters() }).toEqual(before);
+    expect(ok(await sb.uninstall()).changed).toBe(true);
+    expect(await sb.cgroupPrograms()).toEqual([]);
+  });
 
   it('keeps a clsact qdisc it did not create', async () => {
     sb = await EbpfSandbox.create('qd');

@@ -140,8 +140,8 @@ export class EbpfSandbox {
     return baseConfig({ bpffsPath: over.bpffsPath ?? join(this.bpffs, 'tp'), cgroupPath: this.cgroup });
   }
 
-  async run(op: 'install' | 'uninstall', arg: unknown, env: Record<string, string> = {}): Promise<EngineRun> {
-    const r = await execa('nsenter', [`--net=${this.netnsPath}`, process.execPath, '--input-type=module', '-e', RUNNER, ENGINE_MODULE, op, JSON.stringify(arg)], {
+  async run(op: 'install' | 'uninstall', arg: unknown, env: Record<string, string> = {}, netnsPath = this.netnsPath): Promise<EngineRun> {
+    const r = await execa('nsenter', [`--net=${netnsPath}`, process.execPath, '--input-type=module', '-e', RUNNER, ENGINE_MODULE, op, JSON.stringify(arg)], {
       reject: false,
       timeout: 45_000,
       env: { ...env },
@@ -158,8 +158,8 @@ export class EbpfSandbox {
     return this.run('install', cfg, env);
   }
 
-  uninstall(bpffsPath = join(this.bpffs, 'tp')): Promise<EngineRun> {
-    return this.run('uninstall', { dryRun: false, verbose: false, ebpf: { enabled: true, bpffsPath }, iptablesBackend: 'auto' });
+  uninstall(bpffsPath = join(this.bpffs, 'tp'), netnsPath = this.netnsPath): Promise<EngineRun> {
+    return this.run('uninstall', { dryRun: false, verbose: false, ebpf: { enabled: true, bpffsPath }, iptablesBackend: 'auto' }, {}, netnsPath);
   }
 
   /** Programs attached to the sandbox cgroup (bpftool's view). */

@@ -56,10 +56,11 @@ describe('buildEbpfSpec', () => {
     const c = cfg();
     c.inbound.enabled = false;
     c.vnet = [{ iface: 'docker0', cidr: { family: 'ipv4', address: '172.17.0.0', prefixLength: 16 } }];
-    c.storeFirewalld = true;
+    c.dropInvalidPackets = true;
+    c.storeFirewalld = true; // warned about by the config layer, not again here
     const spec = buildEbpfSpec(c);
     expect(spec.programs.map((p) => p.name)).not.toContain('tp_tc_ingress');
-    expect(spec.warnings).toEqual(['--vnet is ignored with --ebpf-enabled', '--store-firewalld is ignored with --ebpf-enabled']);
+    expect(spec.warnings).toEqual(['--vnet is ignored with --ebpf-enabled', '--drop-invalid-packets is ignored with --ebpf-enabled']);
   });
 
   it('turns IPv6 off with a warning on a host without IPv6', () => {

@@ -222,12 +222,37 @@ describe('iptables engine: backend detection and extras', () => {
     }
   });
 
+  it('without CAP_NET_ADMIN install fails with a PrivilegeError and changes nothing', async () => {
+    const ns = await withForeignRules('nft');
+    const before = await snapshot(ns, 'nft');
+    const out = await runEngine(ns, 'install', defaultConfig(), {
+      wrapper: ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--'],
+    });
+    expect(out.ok).toBe(false);
+    if (!out.ok) {
+      expect(out.error.name).toBe('PrivilegeError');
+      expect(out.error.message).toContain('CAP_NET_ADMIN');
+    }
+    expect(await snapshot(ns, 'nft')).toEqual(before);
+  });
+
+  it('dry-run touches nothing', async () => {
+    const ns = await withForeignRules('nft');
+    const before = await snapshot(ns, 'nft');
+    const cfg = everyFlagConfig();
+    cfg.dryRun = true;
+    const res = await expectOk(runEngine(ns, 'install', cfg));
+    expect(res.changed).toBe(false);
+    expect(res.lines.join('\n')).toContain('--jump REDIRECT --to-ports 15001');
+    expect(await snapshot(ns, 'nft')).toEqual(before);
+  });
+
   it('a ruleset the kernel rejects fails before anything changes', async () => {
     const ns = await withForeignRules('nft');
     const before = await snapshot(ns, 'nft');
     const cfg = defaultConfig();
     cfg.iptablesBackend = 'nft';
-    cfg.vnet = [{ iface: 'bad iface name that is far too long', cidr: { family: 'ipv4', address: '10.0.0.0', prefixLength: 8 } }];
+    cfg.vnet = [{ iface: 'iface-name-longer-than-ifnamsiz', cidr: { family: 'ipv4', address: '10.0.0.0', prefixLength: 8 } }];
     const out = await runEngine(ns, 'install', cfg);
     expect(out.ok).toBe(false);
     if (!out.ok) expect(out.error.message).toMatch(/^install failed: the ipv4 ruleset was rejected: .*; nothing was changed$/);

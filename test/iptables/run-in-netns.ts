@@ -88,12 +88,11 @@ export async function runEngine(
   ns: Netns,
   op: 'install' | 'uninstall',
   cfg: TransparentProxyConfig | UninstallConfig,
-  opts: { env?: Record<string, string>; installOptions?: Record<string, unknown> } = {},
+  opts: { env?: Record<string, string>; installOptions?: Record<string, unknown>; wrapper?: string[] } = {},
 ): Promise<EngineOutcome> {
   const input = JSON.stringify({ op, cfg, module: pathToFileURL(ENGINE_MODULE).href, opts: opts.installOptions ?? {} });
-  const r = await ns.exec(process.execPath, ['--input-type=module', '-e', CHILD], {
-    env: { ...opts.env, TPT_INPUT: input },
-  });
+  const [cmd, ...args] = [...(opts.wrapper ?? []), process.execPath, '--input-type=module', '-e', CHILD];
+  const r = await ns.exec(cmd!, args, { env: { ...opts.env, TPT_INPUT: input } });
   return JSON.parse(r.stdout) as EngineOutcome;
 }
 

@@ -44,25 +44,50 @@ function udp(host, port) {
   });
 }
 
-if (process.env.TPT_PROBE_ROLE === 'client') {
+function spawnAsProxy(role) {
+  return spawn(process.execPath, ['--input-type=module', '-e', process.env.TPT_PROBE_SELF, String(proxyUid), targetsJson], {
+    uid: proxyUid, gid: proxyUid, env: { ...process.env, TPT_PROBE_ROLE: role }, stdio: ['pipe', 'pipe', 'inherit'],
+  });
+}
+async function collect(child, untilReady) {
+  let out = '';
+  const killer = setTimeout(() => child.kill('SIGKILL'), 10000);
+  return new Promise((resolve) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (untilReady && out.includes('ready')) { clearTimeout(killer); resolve(out); }
+    });
+    child.on('close', () => { clearTimeout(killer); resolve(out); });
+  });
+}
+
+const role = process.env.TPT_PROBE_ROLE;
+if (role === 'client') {
   const out = {};
   for (const [host, port] of targets.tcp) out[host + ':' + port] = await tcp(host, port);
   process.stdout.write(JSON.stringify(out));
+} else if (role === 'dns') {
+  // The DNS listener runs as the proxy uid, as the real one does: the conntrack zone
+  // rules pick its replies out by uid.
+  for (const host of ['127.0.0.1', '::1']) {
+    const u = dgram.createSocket(host === '::1' ? 'udp6' : 'udp4');
+    u.on('message', (_m, r) => u.send('dns', r.port, r.address));
+    await new Promise((r) => u.bind(15053, host, r));
+  }
+  process.stdout.write('ready\\n');
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
 } else {
   const servers = [];
   const listen = (port, host, reply) => new Promise((r) => {
     const s = net.createServer((c) => c.end(reply + '\\n'));
     servers.push(s);
-    s.listen({ port, host, ipv6Only: host === '::1' }, r);
+    s.listen({ port, host }, r);
   });
   await listen(15001, '::', 'proxy');
   await listen(8080, '127.0.0.1', 'app');
-  for (const host of ['127.0.0.1', '::1']) {
-    const u = dgram.createSocket(host === '::1' ? 'udp6' : 'udp4');
-    servers.push(u);
-    u.on('message', (_m, r) => u.send('dns', r.port, r.address));
-    await new Promise((r) => u.bind(15053, host, r));
-  }
+  const dns = spawnAsProxy('dns');
+  await collect(dns, true);
   const report = { app: {}, proxyUid: {}, dnsReplyFrom: {} };
   for (const [host, port] of targets.tcp) report.app[host + ':' + port] = await tcp(host, port);
   for (const [host, port] of targets.udp) {
@@ -70,15 +95,8 @@ if (process.env.TPT_PROBE_ROLE === 'client') {
     report.app['udp ' + host + ':' + port] = r.reply;
     report.dnsReplyFrom[host] = r.from;
   }
-  const child = spawn(process.execPath, ['--input-type=module', '-e', process.env.TPT_PROBE_SELF, String(proxyUid), targetsJson], {
-    uid: proxyUid, gid: proxyUid, env: { ...process.env, TPT_PROBE_ROLE: 'client' }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  const killer = setTimeout(() => child.kill('SIGKILL'), 10000);
-  await new Promise((r) => child.on('close', r));
-  clearTimeout(killer);
-  report.proxyUid = JSON.parse(out || '{}');
+  dns.stdin.end();
+  report.proxyUid = JSON.parse((await collect(spawnAsProxy('client'), false)) || '{}');
   for (const s of servers) s.close();
   process.stdout.write(JSON.stringify(report));
 }

@@ -1,0 +1,94 @@
+/**
+ * One benchmark client: opens `--count` TCP connections one after another to
+ * host:port, waits for the server's greeting line on each, closes it, and prints
+ * one JSON line with the latency distribution. Run inside the sandbox as the app uid
+ * (so the engine under test redirects it). Bounded by --timeout per connection.
+ */
+import { connect } from 'node:net';
+import { parseArgs } from 'node:util';
+
+interface Summary {
+  count: number;
+  failed: number;
+  via: string | null;
+  totalMs: number;
+  connPerSec: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+function once(host: string, port: number, timeoutMs: number): Promise<{ us: number; via: string | null }> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const socket = connect({ host, port });
+    let buf = '';
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error('timed out')));
+    socket.on('data', (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const us = Number(process.hrtime.bigint() - start) / 1000;
+      let via: string | null = null;
+      try {
+        via = (JSON.parse(buf.slice(0, nl)) as { via?: string }).via ?? null;
+      } catch {
+        via = null;
+      }
+      socket.end();
+      socket.destroy();
+      resolve({ us, via });
+    });
+    socket.on('error', reject);
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      count: { type: 'string', default: '1000' },
+      timeout: { type: 'string', default: '3000' },
+    },
+    strict: true,
+  });
+  const host = values.host ?? '127.0.0.1';
+  const port = Number(values.port);
+  const count = Math.min(Math.max(Number(values.count), 1), 100_000);
+  const lat: number[] = [];
+  let failed = 0;
+  let via: string | null = null;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    try {
+      const r = await once(host, port, Number(values.timeout));
+      lat.push(r.us);
+      via ??= r.via;
+    } catch {
+      failed++;
+      if (failed > 10) break;
+    }
+  }
+  const totalMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  lat.sort((a, b) => a - b);
+  const summary: Summary = {
+    count: lat.length,
+    failed,
+    via,
+    totalMs: Math.round(totalMs),
+    connPerSec: Math.round((lat.length / totalMs) * 1000),
+    p50Us: Math.round(percentile(lat, 50)),
+    p99Us: Math.round(percentile(lat, 99)),
+  };
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stdout.write(`${JSON.stringify({ error: (e as Error).message })}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,115 @@
+/**
+ * `make bench`: what redirecting through each engine costs, measured side by side in
+ * one run, in a sandbox (never the root netns or cgroup).
+ *
+ * The app (ordinary uid, in the sandbox cgroup) opens connections one after another
+ * and waits for the greeting line. Three paths, all answered by the same test proxy:
+ *   baseline   app → 127.0.0.1:15001 directly (no engine installed; loopback is never redirected)
+ *   iptables   app → remote:8080, nat REDIRECT to 15001 (nft backend)
+ *   ebpf       app → remote:8080, cgroup/connect4 rewrite to 127.0.0.1:15001
+ * Rounds alternate the three so drift on the machine affects each alike; the report
+ * gives the median connections/s per path and the ratios between them.
+ *
+ * Env: BENCH_CONNECTIONS (per path per round, default 2000), BENCH_ROUNDS (default 3).
+ */
+import { join } from 'node:path';
+import {
+  APP_UID,
+  CLIENT_HOSTS,
+  PORTS,
+  REMOTE_PORTS,
+  conformanceFlags,
+  describeCli,
+  distDir,
+  engineFlags,
+  runCli,
+  startCast,
+  uninstallFlags,
+  type EngineName,
+} from '../sandbox/harness.js';
+import { createSandbox, spawnIn, type Sandbox } from '../sandbox/sandbox.js';
+
+interface LoopResult {
+  count: number;
+  failed: number;
+  via: string | null;
+  connPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  error?: string;
+}
+
+type PathName = 'baseline' | 'iptables' | 'ebpf';
+
+async function loop(sb: Sandbox, host: string, port: number, count: number): Promise<LoopResult> {
+  const p = spawnIn(sb, 'mesh', {
+    uid: APP_UID,
+    inCgroup: true,
+    argv: [process.execPath, join(distDir, 'bench', 'connect-loop.js'), '--host', host, '--port', String(port), '--count', String(count)],
+  });
+  p.closeStdin();
+  await p.waitForExit(count * 50 + 30_000);
+  const last = p.lines.filter(Boolean).at(-1) ?? '{}';
+  const r = JSON.parse(last) as LoopResult;
+  if (r.error) throw new Error(`bench client: ${r.error}`);
+  if (r.failed > 0) throw new Error(`bench client: ${r.failed} connections failed`);
+  return r;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+};
+
+async function withEngine<T>(sb: Sandbox, engine: EngineName, fn: () => Promise<T>): Promise<T> {
+  const install = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
+  if (install.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(install)}`);
+  try {
+    return await fn();
+  } finally {
+    const un = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+    if (un.exitCode !== 0) process.stderr.write(`uninstall (${engine}) failed: ${describeCli(un)}\n`);
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('error: make bench needs root: it builds a network-namespace sandbox (run: sudo make bench)\n');
+    process.exit(1);
+  }
+  const count = Math.min(Math.max(Number(process.env.BENCH_CONNECTIONS ?? 2000), 100), 50_000);
+  const rounds = Math.min(Math.max(Number(process.env.BENCH_ROUNDS ?? 3), 1), 10);
+  const sb = await createSandbox({ name: `tpbench-${process.pid}` });
+  const results: Record<PathName, LoopResult[]> = { baseline: [], iptables: [], ebpf: [] };
+  try {
+    await startCast(sb);
+    const remote = sb.v4(CLIENT_HOSTS.remote);
+    for (let r = 0; r < rounds; r++) {
+      results.baseline.push(await loop(sb, '127.0.0.1', PORTS.outbound, count));
+      results.iptables.push(await withEngine(sb, 'iptables-nft', () => loop(sb, remote, REMOTE_PORTS.plain, count)));
+      results.ebpf.push(await withEngine(sb, 'ebpf', () => loop(sb, remote, REMOTE_PORTS.plain, count)));
+      process.stdout.write(`round ${r + 1}/${rounds} done\n`);
+    }
+  } finally {
+    await sb.destroy();
+  }
+  for (const [name, rs] of Object.entries(results)) {
+    const vias = new Set(rs.map((x) => x.via));
+    if (vias.size !== 1 || !vias.has('proxy')) throw new Error(`${name}: connections were not answered by the proxy (${[...vias].join(',')})`);
+  }
+  const cps = (n: PathName): number => median(results[n].map((x) => x.connPerSec));
+  const p50 = (n: PathName): number => median(results[n].map((x) => x.p50Us));
+  const p99 = (n: PathName): number => median(results[n].map((x) => x.p99Us));
+  process.stdout.write(`\nsequential TCP connections through the proxy, ${count} per path × ${rounds} rounds (medians)\n`);
+  process.stdout.write(`${'path'.padEnd(10)}${'conn/s'.padStart(10)}${'p50 µs'.padStart(10)}${'p99 µs'.padStart(10)}\n`);
+  for (const n of ['baseline', 'iptables', 'ebpf'] as const) {
+    process.stdout.write(`${n.padEnd(10)}${String(cps(n)).padStart(10)}${String(p50(n)).padStart(10)}${String(p99(n)).padStart(10)}\n`);
+  }
+  const ratio = (a: PathName, b: PathName): string => (cps(a) / cps(b)).toFixed(3);
+  process.stdout.write(`\nratios (conn/s): iptables/baseline ${ratio('iptables', 'baseline')}  ebpf/baseline ${ratio('ebpf', 'baseline')}  ebpf/iptables ${ratio('ebpf', 'iptables')}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`error: ${(e as Error).message}\n`);
+  process.exit(1);
+});
