@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { EngineError, LibbpfError } from '../errors.js';
 import {
   EEXIST,
+  EINVAL,
+  ENODEV,
   ENOENT,
   attachCgroupPinned,
   detachPinnedLink,
@@ -35,10 +37,7 @@ export function linkPinPath(bpffsPath: string, program: string): string {
   return join(linksDir(bpffsPath), program);
 }
 
-/**
- * Attaches one cgroup program and pins its link. `onAttached` runs right after,
- * so the caller's rollback journal knows about it before the next step can fail.
- */
+/** Attaches one cgroup program and pins its link at `pin`. */
 export function attachCgroupProgram(
   loaded: LoadedObjects,
   prog: ProgramSpec,
@@ -118,7 +117,8 @@ export function detachTc(rec: TcRecord): string[] {
     try {
       tcHookDestroy(rec.ifindex);
     } catch (e) {
-      if (!(e instanceof LibbpfError) || (e.errno !== ENOENT && e.errnoName !== 'EINVAL' && e.errnoName !== 'ENODEV')) throw e;
+      // Already gone (ENOENT), or the interface with it (ENODEV/EINVAL).
+      if (!(e instanceof LibbpfError) || ![ENOENT, ENODEV, EINVAL].includes(e.errno)) throw e;
     }
   }
   return warnings;

@@ -17,12 +17,20 @@ export interface Codec<T> {
 
 const LE = endianness() === 'LE';
 
+/** Host-order u16 at off; writes v first when given. */
 function u16h(b: Buffer, off: number, v?: number): number {
-  if (v !== undefined) LE ? b.writeUInt16LE(v, off) : b.writeUInt16BE(v, off);
+  if (v !== undefined) {
+    if (LE) b.writeUInt16LE(v, off);
+    else b.writeUInt16BE(v, off);
+  }
   return LE ? b.readUInt16LE(off) : b.readUInt16BE(off);
 }
+/** Host-order u32 at off; writes v first when given. */
 function u32h(b: Buffer, off: number, v?: number): number {
-  if (v !== undefined) LE ? b.writeUInt32LE(v >>> 0, off) : b.writeUInt32BE(v >>> 0, off);
+  if (v !== undefined) {
+    if (LE) b.writeUInt32LE(v >>> 0, off);
+    else b.writeUInt32BE(v >>> 0, off);
+  }
   return LE ? b.readUInt32LE(off) : b.readUInt32BE(off);
 }
 
@@ -241,7 +249,8 @@ export const cookieKey: Codec<bigint> = {
   size: 8,
   encode(v) {
     const b = Buffer.alloc(8);
-    LE ? b.writeBigUInt64LE(v) : b.writeBigUInt64BE(v);
+    if (LE) b.writeBigUInt64LE(v);
+    else b.writeBigUInt64BE(v);
     return b;
   },
   decode(b) {

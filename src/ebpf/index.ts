@@ -21,8 +21,8 @@ import { preflightInstall, preflightUninstall, planBpffs, type InstallPreflight 
 import {
   MAP_SPECS,
   buildEbpfSpec,
+  describeEbpfPlan,
   configHash,
-  describeEbpfPlan as describePlan,
   sameAttachment,
   type EbpfSpec,
 } from './spec.js';
@@ -32,13 +32,8 @@ import { currentNetns, attachCgroupProgram, attachTc, detachLink, detachTc, link
 import { tcHookDestroy } from './libbpf.js';
 import { hasState, readState, removeState, statePinPath, writeState, type EbpfState } from './state.js';
 
-export { buildEbpfSpec } from './spec.js';
+export { buildEbpfSpec, describeEbpfPlan } from './spec.js';
 export type { EbpfState } from './state.js';
-
-/** The dry-run text. */
-export function describeEbpfPlan(cfg: TransparentProxyConfig): string {
-  return describePlan(cfg);
-}
 
 /** True when a state record is pinned under bpffsPath. */
 export function hasEbpfInstall(bpffsPath: string): boolean {
@@ -76,6 +71,9 @@ class Journal {
     return failed;
   }
 }
+
+/** Present in every fresh bpffs on kernels with bpf_preload: not pins of anyone. */
+const BPFFS_PRELOAD_ENTRIES = new Set(['maps.debug', 'progs.debug']);
 
 function rmdirIfEmpty(dir: string): void {
   if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
@@ -122,7 +120,7 @@ function freshInstall(
     lines.push(`loaded ${spec.programs.length} programs from ${target.programsSourcePath}`);
 
     const sync = syncMaps(bpffs.path, spec.maps);
-    lines.push(`maps pinned in ${bpffs.path}: ${sync.added} entries written`);
+    lines.push(`maps pinned in ${bpffs.path}: ${sync.added + sync.updated} entries written`);
 
     const dir = linksDir(bpffs.path);
     if (!existsSync(dir)) {
@@ -157,7 +155,6 @@ function freshInstall(
       programs: spec.programs.map((x) => x.name),
       links,
       ...(tc ? { tc } : {}),
-      maps: MAP_SPECS.map((m) => mapPinPath(bpffs.path, m.name)),
       bpffs: { mounted: bpffs.mount, createdDirs: bpffs.createDirs },
       installedAt: new Date().toISOString(),
     };
@@ -274,9 +271,11 @@ async function removeInstall(state: EbpfState, log: Logger): Promise<string[]> {
       log.warn(`interface ${tc.iface} (ifindex ${tc.ifindex}) is gone, and its tc filter with it`);
     }
   }
-  const pins = new Set([...state.maps, ...MAP_SPECS.map((m) => mapPinPath(bpffsPath, m.name))]);
   attempt('unpin maps', () => {
-    for (const pin of pins) if (existsSync(pin)) unlinkSync(pin);
+    for (const m of MAP_SPECS) {
+      const pin = mapPinPath(bpffsPath, m.name);
+      if (existsSync(pin)) unlinkSync(pin);
+    }
   });
   attempt(`rmdir ${linksDir(bpffsPath)}`, () => rmdirIfEmpty(linksDir(bpffsPath)));
   if (failures.length > 0) {
@@ -288,6 +287,12 @@ async function removeInstall(state: EbpfState, log: Logger): Promise<string[]> {
   removeState(bpffsPath);
   lines.push(`removed pins from ${bpffsPath}`);
   if (state.bpffs.mounted) {
+    // Someone else may have pinned into the bpffs we mounted; unmounting would drop their pins.
+    const foreign = readdirSync(bpffsPath).filter((f) => !BPFFS_PRELOAD_ENTRIES.has(f));
+    if (foreign.length > 0) {
+      log.warn(`bpffs ${bpffsPath} left mounted: it holds pins that are not ours (${foreign.join(', ')})`);
+      return lines;
+    }
     unmount(bpffsPath);
     lines.push(`unmounted bpffs at ${bpffsPath}`);
   }
@@ -300,16 +305,25 @@ export async function uninstallEbpf(cfg: UninstallConfig, log: Logger): Promise<
   if (!hasState(bpffsPath)) {
     return { changed: false, lines: [`no eBPF transparent proxy install found in ${bpffsPath}`] };
   }
+  if (cfg.dryRun) return { changed: false, lines: describeRemoval(bpffsPath) };
   preflightUninstall();
   const state = readState(bpffsPath);
   if (!state) return { changed: false, lines: [`no eBPF transparent proxy install found in ${bpffsPath}`] };
-  if (cfg.dryRun) {
-    const lines = [
-      `would detach ${state.links.map((l) => l.program).join(', ')} from cgroup ${state.target.cgroupPath}`,
-      ...(state.tc ? [`would remove the tc filter from ${state.tc.iface} ingress${state.tc.createdClsact ? ' and its clsact qdisc' : ''}`] : []),
-      `would remove the pins in ${bpffsPath}${state.bpffs.mounted ? ' and unmount it' : ''}`,
-    ];
-    return { changed: false, lines };
-  }
   return { changed: true, lines: await removeInstall(state, log) };
+}
+
+/** Dry-run text for uninstall; reading the record needs privileges, so say less without them. */
+function describeRemoval(bpffsPath: string): string[] {
+  let state: EbpfState | undefined;
+  try {
+    state = readState(bpffsPath);
+  } catch {
+    return [`would remove the eBPF install recorded in ${statePinPath(bpffsPath)} (run as root for details)`];
+  }
+  if (!state) return [`no eBPF transparent proxy install found in ${bpffsPath}`];
+  return [
+    `would detach ${state.links.map((l) => l.program).join(', ')} from cgroup ${state.target.cgroupPath}`,
+    ...(state.tc ? [`would remove the tc filter from ${state.tc.iface} ingress${state.tc.createdClsact ? ' and its clsact qdisc' : ''}`] : []),
+    `would remove the pins in ${bpffsPath}${state.bpffs.mounted ? ' and unmount it' : ''}`,
+  ];
 }

@@ -117,9 +117,7 @@ export function libbpf(): Binding {
     map_max_entries: 'uint32_t bpf_map__max_entries(const bpf_map *map)',
     attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
     link_pin: 'int bpf_link__pin(bpf_link *link, const char *path)',
-    link_fd: 'int bpf_link__fd(const bpf_link *link)',
     link_destroy: 'int bpf_link__destroy(bpf_link *link)',
-    link_disconnect: 'void bpf_link__disconnect(bpf_link *link)',
     link_detach: 'int bpf_link_detach(int link_fd)',
     obj_get: 'int bpf_obj_get(const char *pathname)',
     obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
@@ -210,7 +208,7 @@ export class BpfObject {
   static open(path: string, pinRootPath?: string): BpfObject {
     const b = libbpf();
     const opts = {
-      sz: 80,
+      sz: koffi.sizeof('tp_bpf_object_open_opts'),
       object_name: null,
       relaxed_maps: false,
       pin_root_path: pinRootPath ?? null,

@@ -59,8 +59,8 @@ function syncOne(fd: number, desired: DesiredMap, result: SyncResult): void {
     const current = mapLookup(fd, e.key, spec.valueSize);
     if (current && current.equals(e.value)) continue;
     mapUpdate(fd, e.key, e.value);
-    if (current && spec.type !== BPF_MAP_TYPE.ARRAY) result.updated++;
-    else if (spec.type === BPF_MAP_TYPE.ARRAY) result.updated++;
+    // An ARRAY slot always exists (zeroed), so writing it counts as an update.
+    if (current) result.updated++;
     else result.added++;
   }
 }

@@ -3,7 +3,8 @@
  * PreflightError (KernelTooOldError, PrivilegeError) naming what is missing; the
  * result holds the resolved defaults (cgroup, bpffs, interface) install uses.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PreflightError } from '../errors.js';
 import type { TransparentProxyConfig } from '../config/types.js';
@@ -111,12 +112,15 @@ export async function preflightInstall(cfg: TransparentProxyConfig): Promise<Ins
   libbpf();
 
   const programsSourcePath = resolve(cfg.ebpf.programsSourcePath);
+  const digest = createHash('sha256');
   for (const obj of OBJECT_FILES) {
-    if (!existsSync(join(programsSourcePath, obj))) {
-      throw new PreflightError(`eBPF programs: ${join(programsSourcePath, obj)} not found`, {
+    const path = join(programsSourcePath, obj);
+    if (!existsSync(path)) {
+      throw new PreflightError(`eBPF programs: ${path} not found`, {
         hint: 'pass --ebpf-programs-source-path the directory holding the *.bpf.o files (make bpf builds them)',
       });
     }
+    digest.update(readFileSync(path));
   }
 
   const mounts = readMounts();
@@ -151,7 +155,7 @@ export async function preflightInstall(cfg: TransparentProxyConfig): Promise<Ins
   const hostHasIpv6 = ifaces.some((i) => i.addresses.some((a) => a.family === 'ipv6'));
   return {
     kernel,
-    target: { bpffsPath: bpffs.path, cgroupPath, programsSourcePath, ...(tc ? { tc } : {}) },
+    target: { bpffsPath: bpffs.path, cgroupPath, programsSourcePath, objectsDigest: digest.digest('hex'), ...(tc ? { tc } : {}) },
     bpffs,
     hostHasIpv6,
   };

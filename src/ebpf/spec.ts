@@ -73,7 +73,7 @@ export function mapSpec(name: string): MapSpec {
 }
 
 /** The state record: a pinned one-entry ARRAY whose value is a NUL-padded JSON blob. */
-export const STATE_MAP = { name: 'tp_state_v1', keySize: 4, valueSize: 4096, maxEntries: 1 } as const;
+export const STATE_MAP = { name: 'tp_state_v1', keySize: 4, valueSize: 16384, maxEntries: 1 } as const;
 
 // ---- programs --------------------------------------------------------------
 
@@ -283,6 +283,8 @@ export interface AttachTarget {
   bpffsPath: string;
   cgroupPath: string;
   programsSourcePath: string;
+  /** sha256 over the object files: new programs (an upgrade) need a fresh load, not a map update. */
+  objectsDigest: string;
   /** Absent when inbound redirection is off. */
   tc?: { iface: string; ifindex: number };
 }
@@ -307,6 +309,7 @@ export function sameAttachment(a: { target: AttachTarget; programs: string[] }, 
   return (
     a.target.cgroupPath === b.target.cgroupPath &&
     a.target.bpffsPath === b.target.bpffsPath &&
+    a.target.objectsDigest === b.target.objectsDigest &&
     (a.target.tc?.ifindex ?? -1) === (b.target.tc?.ifindex ?? -1) &&
     (a.target.tc?.iface ?? '') === (b.target.tc?.iface ?? '') &&
     a.programs.join(',') === b.programs.join(',')

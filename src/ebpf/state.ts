@@ -35,8 +35,6 @@ export interface EbpfState {
   programs: string[];
   links: Array<{ program: string; pin: string }>;
   tc?: TcRecord;
-  /** Map pins present after install (shared by every object, PIN_BY_NAME). */
-  maps: string[];
   bpffs: { mounted: boolean; createdDirs: string[] };
   installedAt: string;
 }

@@ -171,6 +171,25 @@ async function planFamily(tables: Tables, rs: FamilyRuleset | undefined): Promis
   return { tables, before, beforeTables, target, payload, dropIfEmpty };
 }
 
+/**
+ * A plan removing every tpctl rule of one family, or undefined when there is none.
+ * IPv6 is looked at even where the namespace has no IPv6 address now: rules an
+ * earlier install wrote stay in the kernel. A family whose tools are missing or
+ * whose save fails (no IPv6 in the kernel) holds nothing of ours.
+ */
+async function removalPlan(tables: Tables): Promise<FamilyPlan | undefined> {
+  if (!findExecutable(toolName(tables.backend, tables.family, 'save'))) return undefined;
+  if (!findExecutable(toolName(tables.backend, tables.family, 'restore'))) return undefined;
+  let plan: FamilyPlan;
+  try {
+    plan = await planFamily(tables, undefined);
+  } catch (e) {
+    if (tables.family === 'ipv6' && !hostHasIpv6()) return undefined;
+    throw e;
+  }
+  return plan.payload ? plan : undefined;
+}
+
 export function buildRulesets(cfg: TransparentProxyConfig, families: IpFamily[] = configuredFamilies(cfg)): FamilyRuleset[] {
   return families.map((f) => buildFamilyRuleset(cfg, f));
 }
@@ -186,10 +205,9 @@ export async function installIptablesEngine(
     return { changed: false, lines };
   }
   requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
-  const ipv6 = hostHasIpv6();
   let families = configuredFamilies(cfg);
-  if (families.includes('ipv6') && !ipv6) {
-    log.warn('ipv6: this host has no IPv6 (/proc/net/if_inet6 is missing); installing IPv4 rules only');
+  if (families.includes('ipv6') && !hostHasIpv6()) {
+    log.warn('ipv6: this host has no IPv6 (no address in /proc/net/if_inet6); installing IPv4 rules only');
     families = ['ipv4'];
   }
   const backend = await detectBackend(cfg.iptablesBackend, log);
@@ -210,12 +228,12 @@ export async function installIptablesEngine(
     );
   }
 
-  // --ip-family-mode ipv4 after a dual-stack install: our IPv6 rules go.
-  if (ipv6 && !families.includes('ipv6') && findExecutable(toolName(backend, 'ipv6', 'save'))) {
-    const plan = await planFamily(new Tables(backend, 'ipv6', cfg.retry, log), undefined);
-    if (plan.payload) {
+  // IPv6 not wanted (--ip-family-mode ipv4) or gone since a dual-stack install: our IPv6 rules go.
+  if (!families.includes('ipv6')) {
+    const plan = await removalPlan(new Tables(backend, 'ipv6', cfg.retry, log));
+    if (plan) {
       plans.push(plan);
-      lines.push(`iptables (${backend}) ipv6: removed (--ip-family-mode ipv4)`);
+      lines.push(`iptables (${backend}) ipv6: removed the IPv6 rules of an earlier install`);
     }
   }
 
@@ -250,16 +268,12 @@ function availableBackends(forced: UninstallConfig['iptablesBackend']): Backend[
 
 export async function uninstallIptablesEngine(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
-  const families: IpFamily[] = hostHasIpv6() ? ['ipv4', 'ipv6'] : ['ipv4'];
   const plans: FamilyPlan[] = [];
   const lines: string[] = [];
   for (const backend of availableBackends(cfg.iptablesBackend)) {
-    for (const family of families) {
-      if (!findExecutable(toolName(backend, family, 'save'))) continue;
-      const tables = new Tables(backend, family, DEFAULT_RETRY, log);
-      tables.check();
-      const plan = await planFamily(tables, undefined);
-      if (!plan.payload) continue;
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const plan = await removalPlan(new Tables(backend, family, DEFAULT_RETRY, log));
+      if (!plan) continue;
       plans.push(plan);
       const { before, payload } = plan;
       const chains = before.reduce((n, t) => n + t.chains.size, 0);

@@ -2,7 +2,7 @@
  * The iptables binaries: which backend (legacy or nft) to drive, where its
  * tools are, and running them with the xtables-lock retry policy.
  */
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
@@ -43,9 +43,16 @@ export function requireExecutable(name: string): string {
   return p;
 }
 
-/** Whether the host (this network namespace) has IPv6 at all. */
-export function hostHasIpv6(): boolean {
-  return existsSync('/proc/net/if_inet6');
+/**
+ * Whether this network namespace has IPv6: the kernel has it and some interface
+ * holds an IPv6 address (none when disabled with the disable_ipv6 sysctl).
+ */
+export function hostHasIpv6(ifInet6Path = '/proc/net/if_inet6'): boolean {
+  try {
+    return readFileSync(ifInet6Path, 'utf8').trim() !== '';
+  } catch {
+    return false;
+  }
 }
 
 export interface RunResult {
@@ -78,18 +85,14 @@ export class Tables {
     private readonly log: Logger,
   ) {}
 
-  get saveCommand(): string {
-    return requireExecutable(toolName(this.backend, this.family, 'save'));
+  private command(tool: Tool): string {
+    return requireExecutable(toolName(this.backend, this.family, tool));
   }
 
-  get restoreCommand(): string {
-    return requireExecutable(toolName(this.backend, this.family, 'restore'));
-  }
-
-  /** Throws PreflightError when the tools are missing. */
+  /** Throws PreflightError when the save or restore tool is missing. */
   check(): void {
-    void this.saveCommand;
-    void this.restoreCommand;
+    this.command('save');
+    this.command('restore');
   }
 
   /**
@@ -97,7 +100,7 @@ export class Tables {
    * not exist creates it.
    */
   async save(): Promise<string> {
-    return (await run(this.saveCommand, [])).stdout;
+    return (await run(this.command('save'), [])).stdout;
   }
 
   private lockArgs(): string[] {
@@ -111,7 +114,7 @@ export class Tables {
   /** `iptables-restore --noflush` (or with --test), retried while the xtables lock is busy. */
   async restore(payload: string, opts: { test?: boolean; flush?: boolean } = {}): Promise<void> {
     const args = [...(opts.flush ? [] : ['--noflush']), ...(opts.test ? ['--test'] : []), ...this.lockArgs()];
-    const cmd = this.restoreCommand;
+    const cmd = this.command('restore');
     for (let attempt = 0; ; attempt++) {
       try {
         await run(cmd, args, payload);

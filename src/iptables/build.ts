@@ -7,6 +7,7 @@
  * chain, and uninstall has one rule per built-in chain to find.
  */
 import type { Cidr, IpFamily, PortRange, TransparentProxyConfig } from '../config/types.js';
+import { ConfigError } from '../errors.js';
 import {
   CHAIN_PREFIX,
   chunkForMultiport,
@@ -202,6 +203,12 @@ function natPreroutingChain(cfg: TransparentProxyConfig, family: IpFamily): OwnC
     rules.push({ comment: 'prerouting: log', target: { kind: 'log', prefix: 'tpctl PREROUTING: ', level: 'debug' } });
   }
   for (const vnet of cfg.vnet.filter((v) => v.cidr.family === family)) {
+    // The name becomes one restore-file token; anything that could split it is refused here.
+    if (!/^[^\s"'\\#]+$/.test(vnet.iface)) {
+      throw new ConfigError(`--vnet: ${JSON.stringify(vnet.iface)} is not an interface name`, {
+        hint: 'use IFACE:CIDR, e.g. docker0:172.17.0.0/16',
+      });
+    }
     if (cfg.dns.mode !== 'off') {
       rules.push({
         inInterface: vnet.iface,

@@ -227,6 +227,8 @@ export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExc
     '--exclude-outbound-ports', [REMOTE_PORTS.excluded, ...(opts.extraExcludedOutboundPorts ?? [])].join(','),
     '--exclude-outbound-ips', `${sb.v4(h.excludedOutboundIp)}/32,${sb.v6(h.excludedOutboundIp)}`,
     '--exclude-outbound-ports-for-uids', `tcp:${REMOTE_PORTS.uidExcluded}:${APP_UID}`,
+    // OTHER_UID's DNS is not captured (a per-uid UDP exclusion); APP_UID's is.
+    '--exclude-outbound-ports-for-uids', `udp:53:${OTHER_UID}`,
     '--exclude-inbound-ports', String(APP_PORTS.excluded),
     '--exclude-inbound-ips', `${sb.v4(h.excludedInboundSource)},${sb.v6(h.excludedInboundSource)}/128`,
     opts.allDns ? '--redirect-all-dns-traffic' : '--redirect-dns',
@@ -334,6 +336,7 @@ export async function ebpfState(sb: Sandbox): Promise<EbpfState> {
 }
 
 export async function engineState(engine: EngineName, sb: Sandbox): Promise<string> {
-  if (engine === 'ebpf') return JSON.stringify(await ebpfState(sb), null, 1);
+  // The eBPF engine must not touch iptables either.
+  if (engine === 'ebpf') return `${JSON.stringify(await ebpfState(sb), null, 1)}\n${await iptablesState(sb)}`;
   return iptablesState(sb);
 }

@@ -47,14 +47,16 @@ function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox
   afterAll(async () => {
     const sb = ctx.sb;
     if (!sb) return;
+    let uninstallFailure = '';
     try {
       if (installArgs && !ctx.skipReason) {
         const r = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
-        if (r.exitCode !== 0) console.error(`uninstall (${engine}) failed: ${describeCli(r)}`);
+        if (r.exitCode !== 0) uninstallFailure = `uninstall (${engine}) failed: ${describeCli(r)}`;
       }
     } finally {
       await sb.destroy();
     }
+    if (uninstallFailure) throw new Error(uninstallFailure);
   });
   return {
     get sb(): Sandbox {
@@ -178,6 +180,14 @@ for (const { engine, short, failAt } of ENGINES) {
           });
         }
 
+        it(`IPv${f}: per-uid UDP exclusion (udp:53:uid) leaves that uid's DNS untouched`, async (t) => {
+          s.skipIfTooOld(t);
+          for (const connected of [true, false]) {
+            const r = await probeUdp(s.sb, otherApp, remote(), 53, connected);
+            expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote(), 53) });
+          }
+        });
+
         it(`IPv${f}: the proxy's own DNS is untouched`, async (t) => {
           s.skipIfTooOld(t);
           for (const connected of [true, false]) {
@@ -238,6 +248,22 @@ for (const { engine, short, failAt } of ENGINES) {
       });
     });
 
+    describe('--redirect-inbound=false', () => {
+      const s = useSandbox(`tpe2e-${short}-o-${process.pid}`, engine, (sb) => [...conformanceFlags(sb), '--redirect-inbound=false']);
+
+      for (const f of FAMILIES) {
+        it(`IPv${f}: inbound reaches the app, outbound is still redirected`, async (t) => {
+          s.skipIfTooOld(t);
+          const remote = ip(s.sb, f, CLIENT_HOSTS.remote);
+          const inbound = await probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, remote);
+          expectDirect(inbound, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          expect(ipOf(inbound.reply.peer ?? '')).toBe(remote);
+          const outbound = await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain);
+          expectProxied(outbound, 'outbound', hostPort(remote, REMOTE_PORTS.plain), meshIp(s.sb, f));
+        });
+      }
+    });
+
     describe('lifecycle', () => {
       const s = useSandbox(`tpe2e-${short}-l-${process.pid}`, engine, undefined);
       const install = (extra: number[] = [], env: Record<string, string> = {}) =>
@@ -258,6 +284,14 @@ for (const { engine, short, failAt } of ENGINES) {
       afterAll(async () => {
         // Whatever a failed test left installed goes before the sandbox does.
         if (installed && s.sb) await uninstall().catch(() => undefined);
+      });
+
+      it('install --dry-run prints the plan and changes nothing', async (t) => {
+        const r = await runCli(s.sb, ['install', 'transparent-proxy', '--dry-run', ...conformanceFlags(s.sb), ...engineFlags(engine, s.sb)]);
+        if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(r.stdout.trim().length).toBeGreaterThan(0);
+        expect(await engineState(engine, s.sb)).toBe(before);
       });
 
       for (const step of failAt) {
@@ -343,6 +377,13 @@ for (const { engine, short, failAt } of ENGINES) {
         } finally {
           for (const h of held) await h.conn.close();
         }
+      });
+
+      it('uninstall --dry-run changes nothing', async (t) => {
+        skipIfTooOld(t);
+        const r = await runCli(s.sb, ['uninstall', 'transparent-proxy', '--dry-run', ...uninstallFlags(engine, s.sb)]);
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(await engineState(engine, s.sb)).toBe(installed);
       });
 
       it('uninstall exits 0 and restores the host exactly', async (t) => {

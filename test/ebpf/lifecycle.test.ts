@@ -6,11 +6,11 @@
  * nothing, a reinstall with new settings updates maps in place, other programs on
  * the same hooks are never disturbed.
  */
-import { existsSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EbpfSandbox, buildDist, buildForeignObject, type EngineRun } from './sandbox.js';
+import { EbpfSandbox, PREBUILT, buildDist, buildForeignObject, type EngineRun } from './sandbox.js';
 
 let sb: EbpfSandbox | undefined;
 
@@ -130,6 +130,15 @@ describe('eBPF engine lifecycle', () => {
     ok(await sb.uninstall(path));
     expect(sb.bpfMountsUnder()).not.toContain(path);
     expect(existsSync(join(sb.dir, 'run')), 'directories it created are removed').toBe(false);
+
+    // A pin someone else put into the bpffs we mounted keeps it mounted.
+    ok(await sb.install(cfg));
+    await execa('bpftool', ['map', 'create', join(path, 'someone_else'), 'type', 'array', 'key', '4', 'value', '4', 'entries', '1', 'name', 'someone_else']);
+    const un = ok(await sb.uninstall(path));
+    expect(un.changed).toBe(true);
+    expect(sb.bpfMountsUnder()).toContain(path);
+    expect(readdirSync(path).filter((f) => !f.endsWith('.debug'))).toEqual(['someone_else']);
+    expect(await sb.cgroupPrograms()).toEqual([]);
   });
 
   for (const step of ['after-cgroup-attach', 'after-tc-attach']) {
@@ -179,6 +188,33 @@ describe('eBPF engine lifecycle', () => {
     }
     expect({ progs: await linkIds(sb), filters: await sb.tcFilters() }).toEqual(before);
     expect(ok(await sb.uninstall()).changed).toBe(true);
+    expect(await sb.cgroupPrograms()).toEqual([]);
+  });
+
+  it('reloads the programs when the object files changed (an upgrade)', async () => {
+    sb = await EbpfSandbox.create('upg');
+    const v1 = join(sb.dir, 'v1');
+    const v2 = join(sb.dir, 'v2');
+    mkdirSync(v1);
+    mkdirSync(v2);
+    for (const f of readdirSync(PREBUILT).filter((x) => x.endsWith('.bpf.o'))) {
+      copyFileSync(join(PREBUILT, f), join(v1, f));
+      copyFileSync(join(PREBUILT, f), join(v2, f));
+    }
+    // Trailing bytes change the file digest but not what libbpf reads from the ELF.
+    appendFileSync(join(v2, 'sockops.bpf.o'), Buffer.alloc(8));
+    const cfg = sb.config();
+    cfg.ebpf.programsSourcePath = v1;
+    ok(await sb.install(cfg));
+    const before = await linkIds(sb);
+    cfg.ebpf.programsSourcePath = v2;
+    const r = await sb.install(cfg);
+    expect(ok(r).changed).toBe(true);
+    expect(r.logs.join('\n')).toContain('replacing the existing eBPF install');
+    const after = await linkIds(sb);
+    expect(after).toHaveLength(10);
+    expect(after.some((id) => before.includes(id))).toBe(false);
+    ok(await sb.uninstall());
     expect(await sb.cgroupPrograms()).toEqual([]);
   });
 

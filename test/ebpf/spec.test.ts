@@ -70,7 +70,7 @@ describe('buildEbpfSpec', () => {
   });
 
   it('hashes settings: same config same hash, any map change a new one', () => {
-    const target = { bpffsPath: '/b', cgroupPath: '/c', programsSourcePath: '/p', tc: { iface: 'eth0', ifindex: 2 } };
+    const target = { bpffsPath: '/b', cgroupPath: '/c', programsSourcePath: '/p', objectsDigest: 'd', tc: { iface: 'eth0', ifindex: 2 } };
     const a = configHash(buildEbpfSpec(cfg()), target);
     expect(configHash(buildEbpfSpec(cfg()), target)).toBe(a);
     const c = cfg();

@@ -2,9 +2,10 @@
  * The iptables engine against the real kernel, each test in its own network
  * namespace (tpt-ipt-*), for both backends and both families.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { renderIptablesFirewalld } from '../../src/iptables/index.js';
@@ -222,6 +223,60 @@ describe('iptables engine: backend detection and extras', () => {
     }
   });
 
+  it('switching to --ip-family-mode ipv4 removes our IPv6 rules', async () => {
+    const ns = await withForeignRules('nft');
+    const before = await snapshot(ns, 'nft');
+    await expectOk(runEngine(ns, 'install', withBackend(defaultConfig(), 'nft')));
+    const cfg = withBackend(defaultConfig(), 'nft');
+    cfg.ipFamilyMode = 'ipv4';
+    const res = await expectOk(runEngine(ns, 'install', cfg));
+    expect(res.changed).toBe(true);
+    const after = await snapshot(ns, 'nft');
+    expect(after.v6).toEqual(before.v6);
+    expect(after.v4).toContain('TPCTL_OUTBOUND');
+  });
+
+  it('a reinstall stays on the backend holding our rules; forcing the other one is refused', async () => {
+    const ns = await freshNetns();
+    await expectOk(runEngine(ns, 'install', withBackend(defaultConfig(), 'nft')));
+    // Many foreign legacy rules would make auto pick legacy on a clean host.
+    await ns.restore('legacy', 4, foreignRules(4));
+    await ns.restore('legacy', 6, foreignRules(6));
+    const again = await expectOk(runEngine(ns, 'install', defaultConfig()));
+    expect(again.changed).toBe(false);
+    expect(again.lines.join('\n')).toContain('iptables (nft)');
+    const legacyBefore = await snapshot(ns, 'legacy');
+    const forced = await runEngine(ns, 'install', withBackend(defaultConfig(), 'legacy'));
+    expect(forced.ok).toBe(false);
+    if (!forced.ok) {
+      expect(forced.error.name).toBe('PreflightError');
+      expect(forced.error.message).toContain('iptables-nft');
+    }
+    expect(await snapshot(ns, 'legacy')).toEqual(legacyBefore);
+  });
+
+  it('skips IPv6 with a warning where the namespace has no IPv6', async () => {
+    const ns = await withForeignRules('nft');
+    // Inside the test namespace only (nsenter): no IPv6 addresses left.
+    await ns.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.lo.disable_ipv6=1']);
+    const before = await snapshot(ns, 'nft');
+    const out = await runEngine(ns, 'install', withBackend(defaultConfig(), 'nft'));
+    expect(out.ok).toBe(true);
+    expect(out.warnings.join('\n')).toContain('no IPv6');
+    const after = await snapshot(ns, 'nft');
+    expect(after.v6).toEqual(before.v6);
+    expect(after.v4).toContain('TPCTL_OUTBOUND');
+  });
+
+  it('uninstall removes IPv6 rules even after IPv6 was disabled', async () => {
+    const ns = await withForeignRules('legacy');
+    const before = await snapshot(ns, 'legacy');
+    await expectOk(runEngine(ns, 'install', withBackend(defaultConfig(), 'legacy')));
+    await ns.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.lo.disable_ipv6=1']);
+    await expectOk(runEngine(ns, 'uninstall', uninstallConfig()));
+    expect(await snapshot(ns, 'legacy')).toEqual(before);
+  });
+
   it('without CAP_NET_ADMIN install fails with a PrivilegeError and changes nothing', async () => {
     const ns = await withForeignRules('nft');
     const before = await snapshot(ns, 'nft');
@@ -245,6 +300,17 @@ describe('iptables engine: backend detection and extras', () => {
     expect(res.changed).toBe(false);
     expect(res.lines.join('\n')).toContain('--jump REDIRECT --to-ports 15001');
     expect(await snapshot(ns, 'nft')).toEqual(before);
+  });
+
+  it('uninstall --dry-run lists what it would remove and touches nothing', async () => {
+    const ns = await withForeignRules('legacy');
+    await expectOk(runEngine(ns, 'install', withBackend(defaultConfig(), 'legacy')));
+    const installed = await snapshot(ns, 'legacy');
+    const res = await expectOk(runEngine(ns, 'uninstall', { ...uninstallConfig(), dryRun: true }));
+    expect(res.changed).toBe(false);
+    expect(res.lines.join('\n')).toContain('iptables (legacy) ipv4: would remove 6 chains');
+    expect(res.lines).toContain('--delete-chain TPCTL_OUTBOUND');
+    expect(await snapshot(ns, 'legacy')).toEqual(installed);
   });
 
   it('a ruleset the kernel rejects fails before anything changes', async () => {
@@ -302,6 +368,23 @@ describe('iptables engine: traffic smoke test', () => {
       await expectOk(runEngine(ns, 'uninstall', uninstallConfig()));
       const after = await probeTraffic(ns, cfg.kumaDpUser.uid, { tcp: [['10.77.0.9', 80]], udp: [] });
       expect(after.app['10.77.0.9:80']).not.toBe('proxy');
+    });
+  }
+});
+
+describe('golden rulesets are valid iptables-restore input', () => {
+  const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden');
+  const files = readdirSync(goldenDir).filter((f) => f.endsWith('.rules'));
+  for (const backend of BACKENDS) {
+    it(`${backend}: iptables-restore --test accepts every golden file`, async () => {
+      const ns = await freshNetns();
+      expect(files.length).toBeGreaterThan(8);
+      for (const file of files) {
+        const text = readFileSync(join(goldenDir, file), 'utf8');
+        if (text === '') continue;
+        const tool = `${file.includes('.ipv6.') ? 'ip6tables' : 'iptables'}-${backend}-restore`;
+        await ns.exec(tool, ['--noflush', '--test'], { input: text });
+      }
     });
   }
 });

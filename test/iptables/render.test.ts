@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
+import { ConfigError } from '../../src/errors.js';
 import { renderIptablesFirewalld, renderIptablesRuleset } from '../../src/iptables/index.js';
 import { defaultConfig, everyFlagConfig } from './fixtures.js';
 
@@ -54,6 +55,7 @@ describe('renderIptablesRuleset golden files', () => {
     cfg.ipFamilyMode = 'ipv4';
     const out = renderIptablesRuleset(cfg);
     expect(out.ipv6).toBeUndefined();
+    expectGolden('ipv4-only.ipv4.rules', out.ipv4);
     expect(out.ipv4).toBe(renderIptablesRuleset(everyFlagConfig()).ipv4);
   });
 
@@ -110,5 +112,12 @@ describe('rendering rules', () => {
     const rules = renderIptablesRuleset(cfg).ipv4.split('\n').filter((l) => l.includes('--uid-owner 7 '));
     expect(rules).toHaveLength(2);
     expect(rules[0]).toContain('--destination-ports 100,101,102,103,104,105,106,107,108,109,110,111,112,113,114 ');
+  });
+
+  it('refuses a vnet interface name that would split into several arguments', () => {
+    const cfg = defaultConfig();
+    cfg.vnet = [{ iface: 'eth0 --jump ACCEPT', cidr: { family: 'ipv4', address: '10.0.0.0', prefixLength: 8 } }];
+    expect(() => renderIptablesRuleset(cfg)).toThrow(ConfigError);
+    expect(() => renderIptablesRuleset(cfg)).toThrow('--vnet: "eth0 --jump ACCEPT" is not an interface name');
   });
 });

@@ -104,6 +104,12 @@ describe('sandbox (no engine)', () => {
     });
   }
 
+  it('the proxy reports a direct (not redirected) connection with the getsockopt errno', async () => {
+    const r = await probeTcp(sb!, app, '127.0.0.1', PORTS.outbound);
+    expect(r.reply).toMatchObject({ via: 'proxy', listener: 'outbound', origDst: null });
+    expect(r.reply.getsockoptError).toMatch(/ENOENT/);
+  });
+
   it('destroy removes netns, cgroup and bpffs, and is safe twice', async () => {
     const s = sb!;
     sb = undefined;
