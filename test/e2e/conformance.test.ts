@@ -364,6 +364,7 @@ for (const { engine, short, failAt } of ENGINES) {
 
           const r = await install([REMOTE_PORTS.laterExcluded]);
           expect(r.exitCode, describeCli(r)).toBe(0);
+          installed = await engineState(engine, s.sb);
 
           for (const h of held) {
             await expect(h.conn.echo(`after ${h.what}`), `${h.what} connection after reinstall`).resolves.toBeUndefined();
