@@ -16,7 +16,9 @@
  * VLAN-stripped, or none at all on tun/wireguard devices). IPv6 extension headers and
  * IPv4 fragments are left alone (a SYN never needs either).
  *
- * The program never drops: every path returns TC_ACT_OK.
+ * The program never drops. A steered SYN ends classification with TC_ACT_OK (the
+ * socket assignment is final); every other packet returns TC_ACT_UNSPEC so filters
+ * behind ours on the same clsact hook (other tools' programs) still see it.
  */
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -54,30 +56,30 @@ static __always_inline int is_new_connection(const struct tcphdr *th)
  * LISTEN socket is a valid target for bpf_sk_assign here. Every reference taken is
  * released.
  */
-static __always_inline void steer(struct __sk_buff *skb, struct bpf_sock_tuple *t,
+static __always_inline int steer(struct __sk_buff *skb, struct bpf_sock_tuple *t,
 				  __u32 tuple_len, __be16 *dport, __u16 inbound_port)
 {
 	struct bpf_sock *sk;
-	int owned;
+	int owned, assigned;
 
 	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
 		owned = sk->state != BPF_TCP_LISTEN;
 		bpf_sk_release(sk);
 		if (owned)
-			return;
+			return 0;
 	}
 
 	*dport = bpf_htons(inbound_port);
 	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
-		return;
-	if (sk->state == BPF_TCP_LISTEN)
-		bpf_sk_assign(skb, sk, 0);
+		return 0;
+	assigned = sk->state == BPF_TCP_LISTEN && bpf_sk_assign(skb, sk, 0) == 0;
 	bpf_sk_release(sk);
+	return assigned;
 }
 
-static __always_inline void steer4(struct __sk_buff *skb, const struct tp_config *cfg)
+static __always_inline int steer4(struct __sk_buff *skb, const struct tp_config *cfg)
 {
 	struct bpf_sock_tuple t = {};
 	struct tp_lpm4_key src;
@@ -85,32 +87,32 @@ static __always_inline void steer4(struct __sk_buff *skb, const struct tp_config
 	struct iphdr ip;
 
 	if (!(cfg->flags & TP_F_IPV4) || cfg->instance_ip4 == 0)
-		return;
+		return 0;
 	if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
-		return;
+		return 0;
 	if (ip.version != 4 || ip.ihl < 5 || ip.protocol != IPPROTO_TCP)
-		return;
+		return 0;
 	if (ip.frag_off & bpf_htons(TP_IP_FRAGMENT))
-		return;
+		return 0;
 	if (ip.daddr != cfg->instance_ip4)
-		return;
+		return 0;
 	if (bpf_skb_load_bytes_relative(skb, ip.ihl * 4, &th, sizeof(th), BPF_HDR_START_NET))
-		return;
+		return 0;
 	if (!is_new_connection(&th) || !port_captured(cfg, th.dest))
-		return;
+		return 0;
 	src.prefixlen = 32;
 	src.addr = ip.saddr;
 	if (bpf_map_lookup_elem(&tp_in_cidr4_v1, &src))
-		return;
+		return 0;
 
 	t.ipv4.saddr = ip.saddr;
 	t.ipv4.daddr = ip.daddr;
 	t.ipv4.sport = th.source;
 	t.ipv4.dport = th.dest;
-	steer(skb, &t, sizeof(t.ipv4), &t.ipv4.dport, cfg->inbound_port);
+	return steer(skb, &t, sizeof(t.ipv4), &t.ipv4.dport, cfg->inbound_port);
 }
 
-static __always_inline void steer6(struct __sk_buff *skb, const struct tp_config *cfg)
+static __always_inline int steer6(struct __sk_buff *skb, const struct tp_config *cfg)
 {
 	struct bpf_sock_tuple t = {};
 	struct tp_lpm6_key src;
@@ -120,24 +122,24 @@ static __always_inline void steer6(struct __sk_buff *skb, const struct tp_config
 	const __u32 *daddr = ip6.daddr.in6_u.u6_addr32;
 
 	if (!(cfg->flags & TP_F_IPV6) || !tp_has_ip6(cfg->instance_ip6))
-		return;
+		return 0;
 	if (bpf_skb_load_bytes_relative(skb, 0, &ip6, sizeof(ip6), BPF_HDR_START_NET))
-		return;
+		return 0;
 	if (ip6.version != 6 || ip6.nexthdr != IPPROTO_TCP)
-		return;
+		return 0;
 	if (!tp_ip6_eq(daddr, cfg->instance_ip6))
-		return;
+		return 0;
 	if (bpf_skb_load_bytes_relative(skb, sizeof(ip6), &th, sizeof(th), BPF_HDR_START_NET))
-		return;
+		return 0;
 	if (!is_new_connection(&th) || !port_captured(cfg, th.dest))
-		return;
+		return 0;
 	src.prefixlen = 128;
 	src.addr[0] = saddr[0];
 	src.addr[1] = saddr[1];
 	src.addr[2] = saddr[2];
 	src.addr[3] = saddr[3];
 	if (bpf_map_lookup_elem(&tp_in_cidr6_v1, &src))
-		return;
+		return 0;
 
 	t.ipv6.saddr[0] = saddr[0];
 	t.ipv6.saddr[1] = saddr[1];
@@ -149,7 +151,7 @@ static __always_inline void steer6(struct __sk_buff *skb, const struct tp_config
 	t.ipv6.daddr[3] = daddr[3];
 	t.ipv6.sport = th.source;
 	t.ipv6.dport = th.dest;
-	steer(skb, &t, sizeof(t.ipv6), &t.ipv6.dport, cfg->inbound_port);
+	return steer(skb, &t, sizeof(t.ipv6), &t.ipv6.dport, cfg->inbound_port);
 }
 
 SEC("tc")
@@ -158,10 +160,10 @@ int tp_tc_ingress(struct __sk_buff *skb)
 	struct tp_config *cfg = tp_config();
 
 	if (!cfg || !(cfg->flags & TP_F_INBOUND) || cfg->inbound_port == 0)
+		return TC_ACT_UNSPEC;
+	if (skb->protocol == bpf_htons(ETH_P_IP) && steer4(skb, cfg))
 		return TC_ACT_OK;
-	if (skb->protocol == bpf_htons(ETH_P_IP))
-		steer4(skb, cfg);
-	else if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		steer6(skb, cfg);
-	return TC_ACT_OK;
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && steer6(skb, cfg))
+		return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }

@@ -15,8 +15,12 @@ import { interfaceWithAddress, isUp, listInterfaces, type NetInterface } from '.
 import { libbpf } from './libbpf.js';
 import { OBJECT_FILES, type AttachTarget } from './spec.js';
 
-/** bpf_link for cgroup programs needs 5.7 (BPF_LINK_CREATE for cgroups). */
-export const MIN_KERNEL = { major: 5, minor: 7 } as const;
+/**
+ * 5.8: the cgroup/getpeername4|6 hooks arrived in 5.8 (bpf_link for cgroups in 5.7,
+ * bpf_sk_assign at tc ingress in 5.7). The architecture guide said 5.7; loading
+ * tp_getpeername* fails on 5.7, so the preflight asks for what the programs need.
+ */
+export const MIN_KERNEL = { major: 5, minor: 8 } as const;
 
 export interface BpffsPlan {
   path: string;
