@@ -1,9 +1,11 @@
 /**
  * The conformance suite: every row of ARCHITECTURE.md's behaviour table, for IPv4
  * and IPv6, against real traffic in a sandbox, once per engine — through the real
- * CLI run inside the sandbox's mesh host. Plus the lifecycle promises: a failed
- * install changes nothing, a second install changes nothing, a reinstall keeps open
- * connections, uninstall restores the host exactly.
+ * CLI run inside the sandbox's mesh host. Also --redirect-all-dns-traffic,
+ * --ip-family-mode ipv4 and --redirect-inbound=false, and the lifecycle promises:
+ * --dry-run changes nothing, a failed install (TPCTL_FAIL_AT) changes nothing, a
+ * second install changes nothing, a reinstall keeps open connections, uninstall
+ * restores the host exactly (foreign iptables rules / a foreign cgroup program stay).
  *
  * Requires root and a built tree (npx tsc -p tsconfig.json). Tests skip only when
  * the engine reports that the kernel is too old.
