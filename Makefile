@@ -29,6 +29,9 @@ deps-apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# package.json pins rollup (vitest's bundler) through "overrides": the npm registry
+# mirror these machines use lacks some platform packages of newer rollup releases, and
+# a lock file that names them without entries makes `npm ci` refuse to install.
 deps-npm: node_modules/.package-lock.json
 
 node_modules/.package-lock.json: package.json package-lock.json

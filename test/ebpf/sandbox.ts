@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
+import { defaultConfig } from '../fixtures/config.js';
 import { findCgroup2Mount, readMounts } from '../../src/host/mounts.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,39 +33,19 @@ export const IP4 = '10.77.0.2';
 export const IP6 = 'fd77::2';
 
 export function baseConfig(over: { bpffsPath: string; cgroupPath: string }): TransparentProxyConfig {
-  return {
-    kumaDpUser: { uid: 5678 },
-    ipFamilyMode: 'dualstack',
-    inbound: { enabled: true, port: 15006, excludePorts: [], excludeIps: [] },
-    outbound: {
-      port: 15001,
-      excludePorts: [{ from: 22, to: 22 }],
-      excludeIps: [{ family: 'ipv4', address: '10.9.0.0', prefixLength: 16 }],
-      excludePortsForUids: [{ protocol: 'tcp', ports: [], uids: [{ from: 1000, to: 1002 }] }],
-    },
-    dns: {
-      mode: 'resolvconf',
-      port: 15053,
-      servers: { ipv4: ['10.77.0.53'], ipv6: ['fd77::53'] },
-      resolvConfPath: '/etc/resolv.conf',
-      conntrackZoneSplit: true,
-    },
-    vnet: [],
-    dropInvalidPackets: false,
-    iptablesLogs: false,
-    storeFirewalld: false,
-    iptablesBackend: 'auto',
-    retry: { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 },
-    ebpf: {
-      enabled: true,
-      instanceIp: { ipv4: IP4, ipv6: IP6 },
-      programsSourcePath: PREBUILT,
-      bpffsPath: over.bpffsPath,
-      cgroupPath: over.cgroupPath,
-    },
-    dryRun: false,
-    verbose: false,
+  const cfg = defaultConfig();
+  cfg.outbound.excludePorts = [{ from: 22, to: 22 }];
+  cfg.outbound.excludeIps = [{ family: 'ipv4', address: '10.9.0.0', prefixLength: 16 }];
+  cfg.outbound.excludePortsForUids = [{ protocol: 'tcp', ports: [], uids: [{ from: 1000, to: 1002 }] }];
+  cfg.dns = { ...cfg.dns, mode: 'resolvconf', servers: { ipv4: ['10.77.0.53'], ipv6: ['fd77::53'] } };
+  cfg.ebpf = {
+    enabled: true,
+    instanceIp: { ipv4: IP4, ipv6: IP6 },
+    programsSourcePath: PREBUILT,
+    bpffsPath: over.bpffsPath,
+    cgroupPath: over.cgroupPath,
   };
+  return cfg;
 }
 
 export interface EngineRun {

@@ -1,35 +1,7 @@
 import type { TransparentProxyConfig } from '../../src/config/types.js';
+import { defaultConfig } from '../fixtures/config.js';
 
-/** The resolved config `tpctl install transparent-proxy` produces with no flags (uid 5678). */
-export function defaultConfig(): TransparentProxyConfig {
-  return {
-    kumaDpUser: { uid: 5678, name: 'kuma-dp' },
-    ipFamilyMode: 'dualstack',
-    inbound: { enabled: true, port: 15006, excludePorts: [], excludeIps: [] },
-    outbound: { port: 15001, excludePorts: [], excludeIps: [], excludePortsForUids: [] },
-    dns: {
-      mode: 'off',
-      port: 15053,
-      servers: { ipv4: [], ipv6: [] },
-      resolvConfPath: '/etc/resolv.conf',
-      conntrackZoneSplit: true,
-    },
-    vnet: [],
-    dropInvalidPackets: false,
-    iptablesLogs: false,
-    storeFirewalld: false,
-    iptablesBackend: 'auto',
-    retry: { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 },
-    ebpf: {
-      enabled: false,
-      instanceIp: {},
-      programsSourcePath: 'bpf/prebuilt',
-      bpffsPath: '/run/tpctl/bpf',
-    },
-    dryRun: false,
-    verbose: false,
-  };
-}
+export { defaultConfig } from '../fixtures/config.js';
 
 /** Every iptables flag set at once (DNS limited to resolv.conf servers). */
 export function everyFlagConfig(): TransparentProxyConfig {
