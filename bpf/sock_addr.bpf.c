@@ -6,7 +6,9 @@
  *   connect4/6      TCP: remember the original destination (by socket cookie), bind the
  *                   socket to the instance IP, send it to 127.0.0.1 / ::1 :outbound_port
  *                   (:dns_port for a captured DNS server's port 53, as the iptables
- *                   engine does). UDP (connected DNS): rewrite to :dns_port, no bind.
+ *                   engine does). The proxy's own connections to a local address go to
+ *                   :inbound_port the same way (see proxy_target). UDP (connected DNS):
+ *                   rewrite to :dns_port, no bind.
  *   sendmsg4/6      unconnected UDP DNS: same rewrite to :dns_port.
  *   recvmsg4/6      a reply from the DNS listener appears to come from the original server.
  *   getpeername4/6  a redirected socket reports its original peer.
@@ -22,6 +24,11 @@
 #include "helpers.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Envoy's inbound passthrough cluster binds its connections to the app to 127.0.0.6
+ * (IPv6: ::6), which Kuma's rules never redirect. Host order. */
+#define TP_PASSTHROUGH_IP4      0x7f000006
+#define TP_PASSTHROUGH_IP6_LOW  6
 
 /* The destination of a sock_addr context, normalised (see helpers.h). */
 static __always_inline void ctx_addr(struct bpf_sock_addr *ctx, int is6, struct tp_addr *a)
@@ -57,18 +64,18 @@ static __always_inline void ctx_set_loopback(struct bpf_sock_addr *ctx, int is6,
 	ctx->user_port = bpf_htons(port_host);
 }
 
-/* Is the address in the context the local listener at one of two ports? */
-static __always_inline int ctx_is_listener(struct bpf_sock_addr *ctx, int is6, __u16 port_a,
-					   __u16 port_b)
+/* The port (host order) of the address in the context when that address is where the
+ * listeners are (127.0.0.1, ::ffff:127.0.0.1 or ::1), else 0. */
+static __always_inline __u16 ctx_listener_port(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_addr a;
 
 	ctx_addr(ctx, is6, &a);
-	if (a.port == 0 || (a.port != bpf_htons(port_a) && a.port != bpf_htons(port_b)))
+	if (a.family == TP_AF_INET ? a.ip[0] != bpf_htonl(INADDR_LOOPBACK)
+				   : !(a.ip[0] == 0 && a.ip[1] == 0 && a.ip[2] == 0 &&
+				       a.ip[3] == bpf_htonl(1)))
 		return 0;
-	if (a.family == TP_AF_INET)
-		return a.ip[0] == bpf_htonl(INADDR_LOOPBACK);
-	return a.ip[0] == 0 && a.ip[1] == 0 && a.ip[2] == 0 && a.ip[3] == bpf_htonl(1);
+	return bpf_ntohs(a.port);
 }
 
 /* Replace the address in the context with a remembered original, in the context's
@@ -132,23 +139,96 @@ static __always_inline int dns_captured(const struct tp_config *cfg, const struc
 	return bpf_map_lookup_elem(&tp_dns_srv6_v1, &k) != 0;
 }
 
+/* Is the socket bound to Envoy's inbound passthrough source, 127.0.0.6 / ::6 (or
+ * ::ffff:127.0.0.6)? The bound address is the socket's rcv_saddr: src_ip4/src_ip6. */
+static __always_inline int bound_to_passthrough(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct tp_addr src;
+
+	if (!sk)
+		return 0;
+	if (sk->family == TP_AF_INET)
+		tp_addr4(&src, sk->src_ip4, 0);
+	else if (sk->family == TP_AF_INET6)
+		tp_addr6(&src, sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3], 0);
+	else
+		return 0;
+	if (src.family == TP_AF_INET)
+		return src.ip[0] == bpf_htonl(TP_PASSTHROUGH_IP4);
+	return src.ip[0] == 0 && src.ip[1] == 0 && src.ip[2] == 0 &&
+	       src.ip[3] == bpf_htonl(TP_PASSTHROUGH_IP6_LOW);
+}
+
+/* 127.0.0.0/8 */
+static __always_inline int is_loopback4(__u32 ip)
+{
+	return (bpf_ntohl(ip) >> 24) == 127;
+}
+
+/*
+ * A destination the proxy's connection would reach over `lo` without being
+ * 127.0.0.1 / ::1, as far as BPF can tell: an instance IP, or an IPv4 loopback
+ * address other than 127.0.0.1 (Kuma's rule says `! -d 127.0.0.1/32`, and all of
+ * 127.0.0.0/8 is local). Other local addresses (of other interfaces, IPv6 addresses on
+ * lo) are unknown here; see bpf/README.md.
+ */
+static __always_inline int proxy_local_dst(const struct tp_config *cfg,
+					   const struct tp_addr *dst)
+{
+	if (tp_is_instance(cfg, dst))
+		return 1;
+	return dst->family == TP_AF_INET && is_loopback4(dst->ip[0]) &&
+	       dst->ip[0] != bpf_htonl(INADDR_LOOPBACK);
+}
+
+/*
+ * The proxy's own TCP connects (Kuma's `-o lo ! -d 127.0.0.1 -m owner --uid-owner
+ * <proxy> -j INBOUND_REDIRECT`): a connection to a local non-loopback address, e.g. an
+ * outbound endpoint that is the local application, goes through the inbound listener
+ * so inbound policies apply. Not when the socket is bound to the inbound passthrough
+ * source (the rule before it RETURNs those: that is the proxy delivering inbound
+ * traffic to the app), and not TCP to port 53 while DNS is captured (that rule has
+ * `! --dport 53` then). Like Kuma's INBOUND_REDIRECT chain (a plain REDIRECT),
+ * excluded inbound ports and sources do not apply, and a connection to the inbound
+ * port itself is redirected too (to 127.0.0.1 / ::1 :inbound_port, as REDIRECT does).
+ */
+static __always_inline __u16 proxy_target(struct bpf_sock_addr *ctx,
+					  const struct tp_config *cfg,
+					  const struct tp_addr *dst)
+{
+	__u16 port = bpf_ntohs(dst->port);
+
+	if (!(cfg->flags & TP_F_INBOUND) || cfg->inbound_port == 0)
+		return 0;
+	if (!proxy_local_dst(cfg, dst))
+		return 0;
+	if (port == TP_DNS_PORT && cfg->dns_mode != TP_DNS_OFF && cfg->dns_port != 0)
+		return 0;
+	if (bound_to_passthrough(ctx))
+		return 0;
+	return cfg->inbound_port;
+}
+
 /*
  * The listener port (host order) a TCP connect is sent to, or 0 to leave it alone.
  * The order mirrors the iptables engine's chains: per-uid and per-port exclusions
  * first, then the proxy's own traffic, then DNS over TCP (captured even to a loopback
  * resolver, like UDP), then loopback / instance IPs / excluded addresses.
  */
-static __always_inline __u16 tcp_target(const struct tp_config *cfg, __u32 uid,
-					const struct tp_addr *dst)
+static __always_inline __u16 tcp_target(struct bpf_sock_addr *ctx, const struct tp_config *cfg,
+					__u32 uid, const struct tp_addr *dst)
 {
 	__u16 port = bpf_ntohs(dst->port);
 
-	if (uid == cfg->proxy_uid || !tp_family_on(cfg, dst->family))
+	if (!tp_family_on(cfg, dst->family))
 		return 0;
 	if (tp_uid_excluded(uid, IPPROTO_TCP, port))
 		return 0;
 	if (bpf_map_lookup_elem(&tp_out_port_v1, &port))
 		return 0;
+	if (uid == cfg->proxy_uid)
+		return proxy_target(ctx, cfg, dst);
 	if (dns_captured(cfg, dst))
 		return cfg->dns_port;
 	if (dst->family == TP_AF_INET ? tp_is_local4(dst->ip[0]) : tp_is_local6(dst->ip))
@@ -171,7 +251,9 @@ static __always_inline __u16 udp_target(const struct tp_config *cfg, __u32 uid,
 
 /* Source the proxy will see: the instance IP of the destination's family. A failed
  * bind (address not configured, socket already bound) is harmless: the connection
- * then comes from loopback or from the application's own bind. */
+ * then comes from loopback or from the application's own bind. Not for an IPv4
+ * loopback destination: under iptables (REDIRECT never changes the source) such a
+ * connection comes from 127.0.0.1, and so it does here. */
 static __always_inline void bind_instance(struct bpf_sock_addr *ctx, int is6,
 					  const struct tp_config *cfg, __u8 family)
 {
@@ -235,13 +317,13 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, int is6)
 		return TP_ALLOW;
 	uid = current_uid();
 	ctx_addr(ctx, is6, &dst);
-	target = tcp ? tcp_target(cfg, uid, &dst) : udp_target(cfg, uid, &dst);
+	target = tcp ? tcp_target(ctx, cfg, uid, &dst) : udp_target(cfg, uid, &dst);
 	if (target == 0)
 		return TP_ALLOW;
 
 	cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&tp_orig_dst_v1, &cookie, &dst, BPF_ANY);
-	if (tcp)
+	if (tcp && !(dst.family == TP_AF_INET && is_loopback4(dst.ip[0])))
 		bind_instance(ctx, is6, cfg, dst.family);
 	ctx_set_loopback(ctx, is6, dst.family, target);
 	return TP_ALLOW;
@@ -268,15 +350,13 @@ static __always_inline int handle_sendmsg(struct bpf_sock_addr *ctx, int is6)
 }
 
 /* recvmsg (source of a datagram) and getpeername (peer of a socket) share one rule:
- * if the address is our listener and this socket was redirected, show the original. */
-static __always_inline int restore_original(struct bpf_sock_addr *ctx, int is6, __u16 port_a,
-					    __u16 port_b)
+ * if the address is one of our listeners (the caller checked the port) and this
+ * socket was redirected, show the original. */
+static __always_inline int restore_original(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_addr *orig;
 	__u64 cookie;
 
-	if (!ctx_is_listener(ctx, is6, port_a, port_b))
-		return TP_ALLOW;
 	cookie = bpf_get_socket_cookie(ctx);
 	orig = bpf_map_lookup_elem(&tp_orig_dst_v1, &cookie);
 	if (orig)
@@ -287,22 +367,33 @@ static __always_inline int restore_original(struct bpf_sock_addr *ctx, int is6, 
 static __always_inline int handle_recvmsg(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_config *cfg = tp_config();
+	__u16 port;
 
 	if (!cfg || !is_udp(ctx))
 		return TP_ALLOW;
-	return restore_original(ctx, is6, cfg->dns_port, cfg->dns_port);
+	port = ctx_listener_port(ctx, is6);
+	if (port == 0 || port != cfg->dns_port)
+		return TP_ALLOW;
+	return restore_original(ctx, is6);
 }
 
+/* TCP peers can be any listener a connect4/6 sends to: outbound, DNS, or inbound (the
+ * proxy's own connections to a local address). */
 static __always_inline int handle_getpeername(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_config *cfg = tp_config();
+	__u16 port;
 
 	if (!cfg)
 		return TP_ALLOW;
-	if (is_tcp(ctx))
-		return restore_original(ctx, is6, cfg->outbound_port, cfg->dns_port);
-	if (is_udp(ctx))
-		return restore_original(ctx, is6, cfg->dns_port, cfg->dns_port);
+	port = ctx_listener_port(ctx, is6);
+	if (port == 0)
+		return TP_ALLOW;
+	if (is_tcp(ctx) && (port == cfg->outbound_port || port == cfg->dns_port ||
+			    port == cfg->inbound_port))
+		return restore_original(ctx, is6);
+	if (is_udp(ctx) && port == cfg->dns_port)
+		return restore_original(ctx, is6);
 	return TP_ALLOW;
 }
 

@@ -5,9 +5,10 @@
  *
  * The hook runs after the kernel's own getsockopt; with no conntrack entry that one
  * failed, so a non-zero ctx->retval is the cue to answer. Two kinds of socket:
- *   - outbound: accepted on the outbound listener (local port == outbound_port, or
- *     dns_port for DNS over TCP); its peer is the application's socket end, which
- *     sockops recorded in tp_flow_v1;
+ *   - redirected by connect4/6: accepted on the outbound listener (local port ==
+ *     outbound_port, or dns_port for DNS over TCP), or on the inbound listener at a
+ *     loopback address (the proxy's own connection to a local address); its peer is
+ *     the connecting socket's end, which sockops recorded in tp_flow_v1;
  *   - inbound: steered by the tc program with bpf_sk_assign, so no address was ever
  *     rewritten: its local address (an instance IP) is the original destination.
  *
@@ -67,6 +68,13 @@ static __always_inline int answer_ipv6(struct bpf_sockopt *ctx, const struct tp_
 	return TP_ALLOW;
 }
 
+/* Where connect4/6 sends redirected connections: 127.0.0.0/8 or ::1. A tc-steered
+ * inbound socket is never here (its local address is an instance IP). */
+static __always_inline int is_loopback(const struct tp_addr *a)
+{
+	return a->family == TP_AF_INET ? tp_is_local4(a->ip[0]) : tp_is_local6(a->ip);
+}
+
 SEC("cgroup/getsockopt")
 int tp_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -100,7 +108,8 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 	}
 
 	if (sk->src_port != 0 &&
-	    (sk->src_port == cfg->outbound_port || sk->src_port == cfg->dns_port)) {
+	    (sk->src_port == cfg->outbound_port || sk->src_port == cfg->dns_port ||
+	     (sk->src_port == cfg->inbound_port && is_loopback(&local)))) {
 		tp_flow_key(&peer, &remote);
 		answer = bpf_map_lookup_elem(&tp_flow_v1, &peer);
 	}

@@ -348,6 +348,9 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
     };
     for (const host of ['client', 'mesh'] as const) {
       const lines = [...batches[host], `link set lo up`, `link set ${sandbox.iface[host]} up`];
+      // Envoy's inbound passthrough binds ::6 (Kuma's IPv6 twin of 127.0.0.6, which lo
+      // has anyway); it must be a local address for the proxy to bind it.
+      if (host === 'mesh') lines.push('address add ::6/128 dev lo nodad');
       const r = await runIn(sandbox, host, ['ip', '-batch', '-'], { input: `${lines.join('\n')}\n` });
       if (r.exitCode !== 0) throw new Error(`sandbox ${host} addresses: ${r.stderr.trim()}`);
     }

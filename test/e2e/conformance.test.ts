@@ -76,6 +76,9 @@ function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', orig
   expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
 }
 
+/** Envoy's inbound passthrough cluster binds this source (Kuma's iptables rules let it through). */
+const passthroughSource = (f: Family): string => (f === 4 ? '127.0.0.6' : '::6');
+
 function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
 }
@@ -163,6 +166,58 @@ for (const { engine, short, failAt } of ENGINES) {
           expect(ipOf(r.reply.peer ?? '')).toBe(source);
         });
 
+        it(`IPv${f}: proxy → its own instance ip:app port lands on the inbound listener with origDst = instance ip:app port`, async (t) => {
+          s.skipIfTooOld(t);
+          const own = hostPort(meshIp(s.sb, f), APP_PORTS.plain);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), APP_PORTS.plain);
+          expectProxied(r, 'inbound', own, meshIp(s.sb, f));
+          expect(r.reply.origDstFrom).toBe('getsockopt');
+          // REDIRECT's target: the listener at loopback.
+          expect(r.reply.local).toBe(hostPort(loopback(f), PORTS.inbound));
+          // What the proxy's own socket says: the address it dialled, from the instance IP.
+          expect(r.peername).toBe(own);
+          expect(ipOf(r.sockname)).toBe(meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: proxy → its own instance ip on an excluded inbound port still lands on the inbound listener (Kuma's INBOUND_REDIRECT has no exclusions)`, async (t) => {
+          s.skipIfTooOld(t);
+          const own = hostPort(meshIp(s.sb, f), APP_PORTS.excluded);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), APP_PORTS.excluded);
+          expectProxied(r, 'inbound', own, meshIp(s.sb, f));
+          expect(r.peername).toBe(own);
+        });
+
+        it(`IPv${f}: proxy → its own instance ip:inbound port is redirected to the listener at ${loopback(f)} like any other port`, async (t) => {
+          s.skipIfTooOld(t);
+          const own = hostPort(meshIp(s.sb, f), PORTS.inbound);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), PORTS.inbound);
+          expectProxied(r, 'inbound', own, meshIp(s.sb, f));
+          expect(r.reply.local).toBe(hostPort(loopback(f), PORTS.inbound));
+        });
+
+        if (f === 4) {
+          it(`IPv4: proxy → 127.0.0.2:app port lands on the inbound listener too (Kuma's rule spares only 127.0.0.1), from 127.0.0.1`, async (t) => {
+            s.skipIfTooOld(t);
+            const r = await probeTcp(s.sb, proxyUser, '127.0.0.2', APP_PORTS.plain);
+            expectProxied(r, 'inbound', hostPort('127.0.0.2', APP_PORTS.plain), '127.0.0.1');
+            expect(r.peername).toBe(hostPort('127.0.0.2', APP_PORTS.plain));
+          });
+        }
+
+        it(`IPv${f}: a proxy connection bound to ${passthroughSource(f)} (inbound passthrough) reaches the app directly`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), APP_PORTS.plain, passthroughSource(f));
+          expectDirect(r, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          expect(ipOf(r.reply.peer ?? '')).toBe(passthroughSource(f));
+        });
+
+        it(`IPv${f}: app → its own instance ip:port reaches the app directly`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, app, meshIp(s.sb, f), APP_PORTS.plain);
+          expectDirect(r, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          expect(ipOf(r.reply.peer ?? '')).toBe(meshIp(s.sb, f));
+        });
+
         for (const connected of [true, false]) {
           const kind = connected ? 'connected' : 'unconnected';
           it(`IPv${f}: DNS to a resolv.conf server (${kind} UDP) lands on the DNS listener; the reply comes from the server`, async (t) => {
@@ -243,6 +298,7 @@ for (const { engine, short, failAt } of ENGINES) {
         const remote = s.sb.ipv6.client;
         expectDirect(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'remote', hostPort(remote, REMOTE_PORTS.plain));
         expectDirect(await probeTcp(s.sb, client, s.sb.ipv6.mesh, APP_PORTS.plain, remote), 'app', hostPort(s.sb.ipv6.mesh, APP_PORTS.plain));
+        expectDirect(await probeTcp(s.sb, proxyUser, s.sb.ipv6.mesh, APP_PORTS.plain), 'app', hostPort(s.sb.ipv6.mesh, APP_PORTS.plain));
         for (const connected of [true, false]) {
           const r = await probeUdp(s.sb, app, remote, 53, connected);
           expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote, 53) });
@@ -262,6 +318,13 @@ for (const { engine, short, failAt } of ENGINES) {
           expect(ipOf(inbound.reply.peer ?? '')).toBe(remote);
           const outbound = await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain);
           expectProxied(outbound, 'outbound', hostPort(remote, REMOTE_PORTS.plain), meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: proxy → its own instance ip:app port reaches the app (no inbound redirect to go to)`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), APP_PORTS.plain);
+          expectDirect(r, 'app', hostPort(meshIp(s.sb, f), APP_PORTS.plain));
+          expect(ipOf(r.reply.peer ?? '')).toBe(meshIp(s.sb, f));
         });
       }
     });
