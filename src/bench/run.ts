@@ -2,12 +2,15 @@
  * `make bench`: what redirecting through each engine costs, measured side by side in
  * one run, in a sandbox (never the root netns or cgroup).
  *
- * The app (ordinary uid, in the sandbox cgroup) opens connections one after another
- * and waits for the greeting line. Three paths, all answered by the same test proxy:
- *   baseline   app → 127.0.0.1:15001 directly (no engine installed; loopback is never redirected)
- *   iptables   app → remote:8080, nat REDIRECT to 15001 (nft backend)
- *   ebpf       app → remote:8080, cgroup/connect4 rewrite to 127.0.0.1:15001
- * Rounds alternate the three so drift on the machine affects each alike; the report
+ * The app (ordinary uid, in the sandbox cgroup) opens connections to remote:8080 one
+ * after another and waits for the greeting line:
+ *   direct     no engine installed: the remote server on the client host answers
+ *   iptables   nat REDIRECT to the test proxy on 15001 (nft backend)
+ *   ebpf       cgroup/connect4 rewrite to the test proxy on 127.0.0.1:15001
+ * The proxy answers like the remote server does (one JSON line; it also recovers
+ * SO_ORIGINAL_DST), so the ratios say what transparent proxying costs an app's
+ * connection setup, and how the two engines compare.
+ * Rounds rotate the order of the three so drift on the machine affects each alike; the report
  * gives the median connections/s per path and the ratios between them.
  *
  * Env: BENCH_CONNECTIONS (per path per round, default 2000), BENCH_ROUNDS (default 3).
@@ -16,6 +19,7 @@ import { join } from 'node:path';
 import {
   APP_UID,
   CLIENT_HOSTS,
+  EXTRA_CLIENT_HOSTS,
   PORTS,
   REMOTE_PORTS,
   conformanceFlags,
@@ -39,7 +43,8 @@ interface LoopResult {
   error?: string;
 }
 
-type PathName = 'baseline' | 'iptables' | 'ebpf';
+type PathName = 'direct' | 'iptables' | 'ebpf';
+const order: PathName[] = ['direct', 'iptables', 'ebpf'];
 
 async function loop(sb: Sandbox, host: string, port: number, count: number): Promise<LoopResult> {
   const p = spawnIn(sb, 'mesh', {
@@ -79,34 +84,45 @@ async function main(): Promise<void> {
   }
   const count = Math.min(Math.max(Number(process.env.BENCH_CONNECTIONS ?? 2000), 100), 50_000);
   const rounds = Math.min(Math.max(Number(process.env.BENCH_ROUNDS ?? 3), 1), 10);
-  const sb = await createSandbox({ name: `tpbench-${process.pid}` });
-  const results: Record<PathName, LoopResult[]> = { baseline: [], iptables: [], ebpf: [] };
+  const sb = await createSandbox({ name: `tpbench-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
+  const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], ebpf: [] };
   try {
     await startCast(sb);
     const remote = sb.v4(CLIENT_HOSTS.remote);
+    const run: Record<PathName, () => Promise<LoopResult>> = {
+      direct: () => loop(sb, remote, REMOTE_PORTS.plain, count),
+      iptables: () => withEngine(sb, 'iptables-nft', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
+      ebpf: () => withEngine(sb, 'ebpf', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
+    };
+    // Warm both servers (JIT, socket buffers) before anything is measured.
+    await loop(sb, '127.0.0.1', PORTS.outbound, Math.min(count, 500));
+    await loop(sb, remote, REMOTE_PORTS.plain, Math.min(count, 500));
     for (let r = 0; r < rounds; r++) {
-      results.baseline.push(await loop(sb, '127.0.0.1', PORTS.outbound, count));
-      results.iptables.push(await withEngine(sb, 'iptables-nft', () => loop(sb, remote, REMOTE_PORTS.plain, count)));
-      results.ebpf.push(await withEngine(sb, 'ebpf', () => loop(sb, remote, REMOTE_PORTS.plain, count)));
-      process.stdout.write(`round ${r + 1}/${rounds} done\n`);
+      // Rotate the order each round so no path always runs first or last.
+      const rotated = [...order.slice(r % 3), ...order.slice(0, r % 3)];
+      for (const name of rotated) results[name].push(await run[name]());
+      process.stdout.write(`round ${r + 1}/${rounds} done (${rotated.join(', ')})\n`);
     }
   } finally {
     await sb.destroy();
   }
-  for (const [name, rs] of Object.entries(results)) {
-    const vias = new Set(rs.map((x) => x.via));
-    if (vias.size !== 1 || !vias.has('proxy')) throw new Error(`${name}: connections were not answered by the proxy (${[...vias].join(',')})`);
+  const expectedVia: Record<PathName, string> = { direct: 'remote', iptables: 'proxy', ebpf: 'proxy' };
+  for (const name of order) {
+    const vias = new Set(results[name].map((x) => x.via));
+    if (vias.size !== 1 || !vias.has(expectedVia[name])) {
+      throw new Error(`${name}: connections were answered by ${[...vias].join(',')}, expected ${expectedVia[name]}`);
+    }
   }
   const cps = (n: PathName): number => median(results[n].map((x) => x.connPerSec));
   const p50 = (n: PathName): number => median(results[n].map((x) => x.p50Us));
   const p99 = (n: PathName): number => median(results[n].map((x) => x.p99Us));
-  process.stdout.write(`\nsequential TCP connections through the proxy, ${count} per path × ${rounds} rounds (medians)\n`);
+  process.stdout.write(`\nsequential TCP connections app → remote:8080, ${count} per path × ${rounds} rounds (medians)\n`);
   process.stdout.write(`${'path'.padEnd(10)}${'conn/s'.padStart(10)}${'p50 µs'.padStart(10)}${'p99 µs'.padStart(10)}\n`);
-  for (const n of ['baseline', 'iptables', 'ebpf'] as const) {
+  for (const n of order) {
     process.stdout.write(`${n.padEnd(10)}${String(cps(n)).padStart(10)}${String(p50(n)).padStart(10)}${String(p99(n)).padStart(10)}\n`);
   }
   const ratio = (a: PathName, b: PathName): string => (cps(a) / cps(b)).toFixed(3);
-  process.stdout.write(`\nratios (conn/s): iptables/baseline ${ratio('iptables', 'baseline')}  ebpf/baseline ${ratio('ebpf', 'baseline')}  ebpf/iptables ${ratio('ebpf', 'iptables')}\n`);
+  process.stdout.write(`\nratios (conn/s): iptables/direct ${ratio('iptables', 'direct')}  ebpf/direct ${ratio('ebpf', 'direct')}  ebpf/iptables ${ratio('ebpf', 'iptables')}\n`);
 }
 
 main().catch((e: unknown) => {
