@@ -31,7 +31,7 @@ import {
   uninstallFlags,
   type EngineName,
 } from '../sandbox/harness.js';
-import { createSandbox, spawnIn, type Sandbox } from '../sandbox/sandbox.js';
+import { createSandbox, describeSweep, spawnIn, sweepStaleSandboxes, type Sandbox } from '../sandbox/sandbox.js';
 
 interface LoopResult {
   count: number;
@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   }
   const count = Math.min(Math.max(Number(process.env.BENCH_CONNECTIONS ?? 2000), 100), 50_000);
   const rounds = Math.min(Math.max(Number(process.env.BENCH_ROUNDS ?? 3), 1), 10);
+  for (const line of describeSweep(await sweepStaleSandboxes())) process.stderr.write(`bench: ${line}\n`);
   const sb = await createSandbox({ name: `tpbench-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
   const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], ebpf: [] };
   try {

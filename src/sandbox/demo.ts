@@ -13,7 +13,7 @@ import {
   conformanceFlags, describeCli, engineFlags, probeTcp, probeUdp, runCli, startCast, uninstallFlags,
   type EngineName, type Greeting,
 } from './harness.js';
-import { createSandbox, type Sandbox } from './sandbox.js';
+import { createSandbox, describeSweep, sweepStaleSandboxes, type Sandbox } from './sandbox.js';
 import { hostPort } from './wire.js';
 
 interface ProbeLine {
@@ -77,6 +77,7 @@ async function runDemo(engineChoice: 'ebpf' | 'iptables'): Promise<boolean> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
+    for (const line of describeSweep(await sweepStaleSandboxes())) console.log(`demo: ${line}`);
     sb = await createSandbox({ name: `tpdemo-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
     console.log(`sandbox: client host ${sb.ipv4.client} ${sb.ipv6.client}  ⇄  mesh host ${sb.ipv4.mesh} ${sb.ipv6.mesh} (netns ${sb.netns.client}, ${sb.netns.mesh})`);
     await startCast(sb);

@@ -34,7 +34,7 @@ beforeAll(async () => {
   await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false, timeout: 120_000 });
   await execa('ip', ['netns', 'add', netns]);
   await execa('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-  bpffs = mkdtempSync(join(tmpdir(), 'tpt-cmd-bpffs-')); // empty: no eBPF state to find
+  bpffs = mkdtempSync(join(tmpdir(), `tpt-cmd-bpffs-${process.pid}-`)); // empty: no eBPF state to find
 }, 130_000);
 
 afterAll(async () => {

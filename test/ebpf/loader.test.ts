@@ -15,7 +15,7 @@ let dir = '';
 let bpffs = '';
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tpt-ebpf-loader-'));
+  dir = mkdtempSync(join(tmpdir(), `tpt-ebpf-loader-${process.pid}-`));
   bpffs = join(dir, 'bpffs');
   mkdirSync(bpffs);
   await execa('mount', ['-t', 'bpf', 'bpf', bpffs]);

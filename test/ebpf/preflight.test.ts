@@ -7,7 +7,7 @@ import { planBpffs, resolveCgroup } from '../../src/ebpf/preflight.js';
 import { PreflightError } from '../../src/errors.js';
 import type { MountEntry } from '../../src/host/mounts.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tpt-ebpf-pre-'));
+const dir = mkdtempSync(join(tmpdir(), `tpt-ebpf-pre-${process.pid}-`));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const root: MountEntry = { mountPoint: '/', fsType: 'ext4', source: '/dev/vda1' };

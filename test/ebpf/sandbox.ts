@@ -91,7 +91,7 @@ export class EbpfSandbox {
   static async create(tag: string): Promise<EbpfSandbox> {
     const cgroupRoot = findCgroup2Mount(readMounts());
     if (!cgroupRoot) throw new Error('no cgroup2 mount');
-    const name = `tpt-ebpf-${tag}-${process.pid % 100000}-${++counter}`;
+    const name = `tpt-ebpf-${tag}-${process.pid}-${++counter}`;
     const sb = new EbpfSandbox(name, mkdtempSync(join(tmpdir(), `${name}-`)), cgroupRoot);
     try {
       await execa('ip', ['netns', 'add', name], { timeout: 10_000 });

@@ -13,7 +13,7 @@ describe('Tables.restore xtables lock retries', () => {
   let savedPath: string | undefined;
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'tpt-ipt-lock-'));
+    dir = mkdtempSync(join(tmpdir(), `tpt-ipt-lock-${process.pid}-`));
     savedPath = process.env.PATH;
     process.env.PATH = `${dir}:${savedPath ?? ''}`;
   });

@@ -209,7 +209,7 @@ describe('iptables engine: backend detection and extras', () => {
 
   it('--store-firewalld writes direct.xml to the given path', async () => {
     const ns = await freshNetns();
-    const dir = mkdtempSync(join(tmpdir(), 'tpt-ipt-fw-'));
+    const dir = mkdtempSync(join(tmpdir(), `tpt-ipt-fw-${process.pid}-`));
     try {
       const path = join(dir, 'firewalld', 'direct.xml');
       const cfg = everyFlagConfig();
