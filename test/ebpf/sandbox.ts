@@ -8,25 +8,20 @@
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { execa } from 'execa';
+import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { defaultConfig } from '../fixtures/config.js';
 import { findCgroup2Mount, readMounts } from '../../src/host/mounts.js';
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'ebpf', 'index.js');
 export const PREBUILT = join(REPO_ROOT, 'bpf', 'prebuilt');
 
-let built = false;
-
-/** Compiles src/ to dist/ once per test file (type errors elsewhere do not stop emission). */
-export async function buildDist(): Promise<void> {
-  if (built) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT, reject: false, timeout: 120_000 });
-  if (!existsSync(ENGINE_MODULE)) throw new Error(`build: ${ENGINE_MODULE} was not produced`);
-  built = true;
+/** Builds dist/ once per worker and checks the engine module is there. */
+export function buildDist(): Promise<void> {
+  return buildDistOnce(ENGINE_MODULE);
 }
 
 export const IP4 = '10.77.0.2';

@@ -3,23 +3,18 @@
  * call the built engine (dist/) inside it. Every iptables command the tests run
  * goes through `nsenter --net=/run/netns/NAME`; nothing touches the root netns.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
+import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig, UninstallConfig } from '../../src/config/types.js';
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'iptables', 'index.js');
 
-let built = false;
-
-/** Compiles src/ to dist/ once per test file (type errors elsewhere do not stop emission). */
-export async function buildDist(): Promise<void> {
-  if (built) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT, reject: false, timeout: 120_000 });
-  if (!existsSync(ENGINE_MODULE)) throw new Error(`build: ${ENGINE_MODULE} was not produced`);
-  built = true;
+/** Builds dist/ once per worker and checks the engine module is there. */
+export function buildDist(): Promise<void> {
+  return buildDistOnce(ENGINE_MODULE);
 }
 
 let counter = 0;
