@@ -3,10 +3,11 @@
  * With --dry-run it only renders what the engine would install (no root needed,
  * nothing touched).
  */
-import { describeEbpfPlan, installEbpf } from '../ebpf/index.js';
+import { describeEbpfPlan, hasEbpfInstall, installEbpf } from '../ebpf/index.js';
 import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
-import { installIptables, renderIptablesRuleset } from '../iptables/index.js';
+import { backendHoldingTpctl, installIptables, renderIptablesRuleset } from '../iptables/index.js';
+import { PreflightError } from '../errors.js';
 import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
 import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
 import type { RawFlags } from '../config/schema.js';
@@ -48,8 +49,21 @@ export async function installResolved(cfg: TransparentProxyConfig, log: Logger =
   if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
   if (cfg.ebpf.enabled) {
     requireCapabilities('install transparent-proxy', ['NET_ADMIN', ['BPF', 'SYS_ADMIN']]);
+    const backend = await backendHoldingTpctl();
+    if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
     return installEbpf(cfg, log);
   }
   requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
+  if (hasEbpfInstall(cfg.ebpf.bpffsPath)) throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
   return installIptables(cfg, log);
+}
+
+/**
+ * Both engines at once would redirect twice (tc steering a SYN that nat PREROUTING
+ * then rewrites), so switching engines is an explicit uninstall + install.
+ */
+function engineConflict(what: string): PreflightError {
+  return new PreflightError(`install transparent-proxy: ${what}`, {
+    hint: 'the two engines cannot run together: run `tpctl uninstall transparent-proxy` first, then install again',
+  });
 }

@@ -152,6 +152,14 @@ async function survey(backend: Backend): Promise<BackendSurvey> {
   return result;
 }
 
+/** The backend holding tpctl's chains (either family), if any: an iptables install is present. */
+export async function backendHoldingTpctl(): Promise<Backend | undefined> {
+  for (const backend of ['nft', 'legacy'] as const) {
+    if ((await survey(backend)).holdsTpctl) return backend;
+  }
+  return undefined;
+}
+
 /**
  * Chooses the backend. A backend already holding tpctl's chains wins (a reinstall
  * must replace them, not add a second copy next door); then the forced one; else

@@ -31,6 +31,7 @@ import { renderFamilyRuleset } from './render.js';
 export { CHAIN_PREFIX, COMMENT_PREFIX } from './model.js';
 export { DEFAULT_FIREWALLD_DIRECT_PATH } from './firewalld.js';
 export { normalizeSave } from './save.js';
+export { backendHoldingTpctl } from './backend.js';
 export type { InstallOptions } from './apply.js';
 
 export async function installIptables(
