@@ -6,6 +6,7 @@
 import { describeEbpfPlan, hasEbpfInstall, installEbpf } from '../ebpf/index.js';
 import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
+import { withHostLock } from '../host/lock.js';
 import { backendHoldingTpctl, installIptables, renderIptablesRuleset } from '../iptables/index.js';
 import { PreflightError } from '../errors.js';
 import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
@@ -47,15 +48,16 @@ export function renderDryRun(cfg: TransparentProxyConfig): string {
 /** Installs an already resolved configuration with the engine it selects. */
 export async function installResolved(cfg: TransparentProxyConfig, log: Logger = silentLogger): Promise<EngineResult> {
   if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
-  if (cfg.ebpf.enabled) {
-    requireCapabilities('install transparent-proxy', ['NET_ADMIN', ['BPF', 'SYS_ADMIN']]);
-    const backend = await backendHoldingTpctl();
-    if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
-    return installEbpf(cfg, log);
-  }
-  requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
-  if (hasEbpfInstall(cfg.ebpf.bpffsPath)) throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
-  return installIptables(cfg, log);
+  requireCapabilities('install transparent-proxy', cfg.ebpf.enabled ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
+  return withHostLock('install transparent-proxy', async () => {
+    if (cfg.ebpf.enabled) {
+      const backend = await backendHoldingTpctl();
+      if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
+      return installEbpf(cfg, log);
+    }
+    if (hasEbpfInstall(cfg.ebpf.bpffsPath)) throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
+    return installIptables(cfg, log);
+  });
 }
 
 /**

@@ -7,6 +7,7 @@
 import { hasEbpfInstall, uninstallEbpf } from '../ebpf/index.js';
 import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
+import { withHostLock } from '../host/lock.js';
 import { uninstallIptables } from '../iptables/index.js';
 import { defaultConfigReaders, loadConfigFiles } from '../config/load.js';
 import { resolveUninstallConfig } from '../config/resolve.js';
@@ -23,7 +24,12 @@ export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOpti
 }
 
 export async function uninstallResolved(cfg: UninstallConfig, log: Logger = silentLogger): Promise<EngineResult> {
-  if (!cfg.dryRun) requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
+  if (cfg.dryRun) return uninstallEngines(cfg, log);
+  requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
+  return withHostLock('uninstall transparent-proxy', () => uninstallEngines(cfg, log));
+}
+
+async function uninstallEngines(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
   const lines: string[] = [];
   let changed = false;
   if (cfg.ebpf.enabled || hasEbpfInstall(cfg.ebpf.bpffsPath)) {

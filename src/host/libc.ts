@@ -115,3 +115,21 @@ export function originalDestination(fd: number, socketAddress: string): SocketAd
   const level = isIPv4(socketAddress) || socketAddress.startsWith('::ffff:') ? SOL_IP : SOL_IPV6;
   return parseSockaddr(getsockoptBytes(fd, level, SO_ORIGINAL_DST, SOCKADDR_STORAGE_SIZE));
 }
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+type FlockFn = (fd: number, operation: number) => number;
+let flockFn: FlockFn | undefined;
+
+/**
+ * flock(fd, LOCK_EX | LOCK_NB): true when the lock was taken, false when another
+ * open file description holds it. The kernel drops the lock when the holder exits,
+ * however it exits, so there is never a stale lock to clean up.
+ */
+export function tryLockExclusive(fd: number): boolean {
+  flockFn ??= loadLibrary('libc.so.6').func('int flock(int fd, int operation)') as FlockFn;
+  if (flockFn(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const errno = koffi.errno();
+  if (errno === koffi.os.errno.EWOULDBLOCK || errno === koffi.os.errno.EAGAIN) return false;
+  throw new SyscallError('flock', errno);
+}

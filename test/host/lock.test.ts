@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LockBusyError, withHostLock } from '../../src/host/lock.js';
+import { REPO_ROOT, buildDist } from '../fixtures/dist.js';
+
+const LOCK_MODULE = join(REPO_ROOT, 'dist', 'host', 'lock.js');
+let dir: string;
+let holder: ChildProcess | undefined;
+
+beforeAll(async () => {
+  await buildDist(LOCK_MODULE);
+}, 180_000);
+
+afterEach(() => {
+  holder?.kill('SIGKILL');
+  holder = undefined;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Another process that takes the lock, says "held", and keeps it for holdMs. */
+function holdLock(path: string, holdMs: number): Promise<ChildProcess> {
+  const script = `import { withHostLock } from ${JSON.stringify(LOCK_MODULE)};
+await withHostLock('install transparent-proxy', async () => { console.log('held'); await new Promise((r) => setTimeout(r, ${holdMs})); }, { path: ${JSON.stringify(path)} });`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  holder = child;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('holder did not take the lock in 10 s')), 10_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('held')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`holder exited (${code}) before taking the lock`)));
+  });
+}
+
+describe('withHostLock', () => {
+  it('runs the function and leaves no lock file or directory behind', async () => {
+    dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+    const path = join(dir, 'run', 'tpctl.lock');
+    const seen = await withHostLock('install transparent-proxy', async () => existsSync(path), { path });
+    expect(seen).toBe(true);
+    expect(existsSync(path)).toBe(false);
+    expect(existsSync(join(dir, 'run'))).toBe(false);
+  });
+
+  it('gives up with one line naming the holder when another tpctl keeps the lock', async () => {
+    dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+    const path = join(dir, 'tpctl.lock');
+    const child = await holdLock(path, 5_000);
+    const attempt = withHostLock('uninstall transparent-proxy', async () => 'ran', { path, timeoutMs: 300, pollMs: 20 });
+    await expect(attempt).rejects.toBeInstanceOf(LockBusyError);
+    await expect(attempt).rejects.toThrow(
+      `uninstall transparent-proxy: tpctl pid ${child.pid} (install transparent-proxy) is still running after 0 s`,
+    );
+  });
+
+  it('waits for a running tpctl to finish, then runs', async () => {
+    dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+    const path = join(dir, 'tpctl.lock');
+    const child = await holdLock(path, 700);
+    const exited = new Promise((r) => child.once('exit', r));
+    const result = await withHostLock('install transparent-proxy', async () => (child.exitCode === null ? 'overlapped' : 'after'), {
+      path,
+      timeoutMs: 10_000,
+      pollMs: 20,
+    });
+    await exited;
+    expect(result).toBe('after');
+  });
+
+  it('is free at once when the holder is killed (the kernel drops an flock with its process)', async () => {
+    dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+    const path = join(dir, 'tpctl.lock');
+    const child = await holdLock(path, 60_000);
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    await expect(withHostLock('install transparent-proxy', async () => 'ran', { path, timeoutMs: 200, pollMs: 20 })).resolves.toBe('ran');
+  });
+});
