@@ -59,7 +59,7 @@ bpf-check:
 	echo "bpf/prebuilt objects are up to date"
 
 test: deps build bpf-check
-	@mkdir -p reports
+	@mkdir -p reports; rm -f reports/vitest.json
 	npx vitest run; rc=$$?; node scripts/test-summary.mjs reports/vitest.json; exit $$rc
 
 test-unit: build

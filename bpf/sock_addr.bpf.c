@@ -44,7 +44,8 @@ static __always_inline void ctx_addr(struct bpf_sock_addr *ctx, int is6, struct 
 }
 
 /* Point the context at the local listener: 127.0.0.1, ::ffff:127.0.0.1 (IPv4 on an
- * IPv6 socket) or ::1. */
+ * IPv6 socket) or ::1. Written field by field, not through ctx_set_addr: building a
+ * struct tp_addr on the stack first costs every redirected connect more instructions. */
 static __always_inline void ctx_set_loopback(struct bpf_sock_addr *ctx, int is6, __u8 family,
 					     __u16 port_host)
 {
@@ -64,18 +65,22 @@ static __always_inline void ctx_set_loopback(struct bpf_sock_addr *ctx, int is6,
 	ctx->user_port = bpf_htons(port_host);
 }
 
+/* Is the (normalised) address where ctx_set_loopback sends connections? */
+static __always_inline int is_listener_ip(const struct tp_addr *a)
+{
+	if (a->family == TP_AF_INET)
+		return a->ip[0] == bpf_htonl(INADDR_LOOPBACK);
+	return a->ip[0] == 0 && a->ip[1] == 0 && a->ip[2] == 0 && a->ip[3] == bpf_htonl(1);
+}
+
 /* The port (host order) of the address in the context when that address is where the
- * listeners are (127.0.0.1, ::ffff:127.0.0.1 or ::1), else 0. */
+ * listeners are, else 0. */
 static __always_inline __u16 ctx_listener_port(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_addr a;
 
 	ctx_addr(ctx, is6, &a);
-	if (a.family == TP_AF_INET ? a.ip[0] != bpf_htonl(INADDR_LOOPBACK)
-				   : !(a.ip[0] == 0 && a.ip[1] == 0 && a.ip[2] == 0 &&
-				       a.ip[3] == bpf_htonl(1)))
-		return 0;
-	return bpf_ntohs(a.port);
+	return is_listener_ip(&a) ? bpf_ntohs(a.port) : 0;
 }
 
 /* Replace the address in the context with a remembered original, in the context's
@@ -94,10 +99,7 @@ static __always_inline void ctx_set_addr(struct bpf_sock_addr *ctx, int is6,
 		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
 		ctx->user_ip6[3] = orig->ip[0];
 	} else {
-		ctx->user_ip6[0] = orig->ip[0];
-		ctx->user_ip6[1] = orig->ip[1];
-		ctx->user_ip6[2] = orig->ip[2];
-		ctx->user_ip6[3] = orig->ip[3];
+		tp_ip6_copy(ctx->user_ip6, orig->ip);
 	}
 	ctx->user_port = orig->port;
 }
@@ -111,10 +113,7 @@ static __always_inline int cidr_excluded(const struct tp_addr *dst)
 	}
 	struct tp_lpm6_key k = { .prefixlen = 128 };
 
-	k.addr[0] = dst->ip[0];
-	k.addr[1] = dst->ip[1];
-	k.addr[2] = dst->ip[2];
-	k.addr[3] = dst->ip[3];
+	tp_ip6_copy(k.addr, dst->ip);
 	return bpf_map_lookup_elem(&tp_out_cidr6_v1, &k) != 0;
 }
 
@@ -132,10 +131,7 @@ static __always_inline int dns_captured(const struct tp_config *cfg, const struc
 
 	struct tp_ip6 k;
 
-	k.addr[0] = dst->ip[0];
-	k.addr[1] = dst->ip[1];
-	k.addr[2] = dst->ip[2];
-	k.addr[3] = dst->ip[3];
+	tp_ip6_copy(k.addr, dst->ip);
 	return bpf_map_lookup_elem(&tp_dns_srv6_v1, &k) != 0;
 }
 
@@ -160,12 +156,6 @@ static __always_inline int bound_to_passthrough(struct bpf_sock_addr *ctx)
 	       src.ip[3] == bpf_htonl(TP_PASSTHROUGH_IP6_LOW);
 }
 
-/* 127.0.0.0/8 */
-static __always_inline int is_loopback4(__u32 ip)
-{
-	return (bpf_ntohl(ip) >> 24) == 127;
-}
-
 /*
  * A destination the proxy's connection would reach over `lo` without being
  * 127.0.0.1 / ::1, as far as BPF can tell: an instance IP, or an IPv4 loopback
@@ -178,7 +168,7 @@ static __always_inline int proxy_local_dst(const struct tp_config *cfg,
 {
 	if (tp_is_instance(cfg, dst))
 		return 1;
-	return dst->family == TP_AF_INET && is_loopback4(dst->ip[0]) &&
+	return dst->family == TP_AF_INET && tp_is_loopback4(dst->ip[0]) &&
 	       dst->ip[0] != bpf_htonl(INADDR_LOOPBACK);
 }
 
@@ -231,7 +221,7 @@ static __always_inline __u16 tcp_target(struct bpf_sock_addr *ctx, const struct 
 		return proxy_target(ctx, cfg, dst);
 	if (dns_captured(cfg, dst))
 		return cfg->dns_port;
-	if (dst->family == TP_AF_INET ? tp_is_local4(dst->ip[0]) : tp_is_local6(dst->ip))
+	if (tp_is_local(dst))
 		return 0;
 	if (tp_is_instance(cfg, dst) || cidr_excluded(dst))
 		return 0;
@@ -278,10 +268,7 @@ static __always_inline void bind_instance(struct bpf_sock_addr *ctx, int is6,
 	} else {
 		if (!tp_has_ip6(cfg->instance_ip6))
 			return;
-		sa6.sin6_addr.in6_u.u6_addr32[0] = cfg->instance_ip6[0];
-		sa6.sin6_addr.in6_u.u6_addr32[1] = cfg->instance_ip6[1];
-		sa6.sin6_addr.in6_u.u6_addr32[2] = cfg->instance_ip6[2];
-		sa6.sin6_addr.in6_u.u6_addr32[3] = cfg->instance_ip6[3];
+		tp_ip6_copy(sa6.sin6_addr.in6_u.u6_addr32, cfg->instance_ip6);
 	}
 	bpf_bind(ctx, (struct sockaddr *)&sa6, sizeof(sa6));
 }
@@ -323,7 +310,7 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, int is6)
 
 	cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&tp_orig_dst_v1, &cookie, &dst, BPF_ANY);
-	if (tcp && !(dst.family == TP_AF_INET && is_loopback4(dst.ip[0])))
+	if (tcp && !(dst.family == TP_AF_INET && tp_is_loopback4(dst.ip[0])))
 		bind_instance(ctx, is6, cfg, dst.family);
 	ctx_set_loopback(ctx, is6, dst.family, target);
 	return TP_ALLOW;

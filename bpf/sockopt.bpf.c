@@ -59,20 +59,10 @@ static __always_inline int answer_ipv6(struct bpf_sockopt *ctx, const struct tp_
 		sin6->sin6_addr.in6_u.u6_addr32[2] = bpf_htonl(0x0000ffff);
 		sin6->sin6_addr.in6_u.u6_addr32[3] = a->ip[0];
 	} else {
-		sin6->sin6_addr.in6_u.u6_addr32[0] = a->ip[0];
-		sin6->sin6_addr.in6_u.u6_addr32[1] = a->ip[1];
-		sin6->sin6_addr.in6_u.u6_addr32[2] = a->ip[2];
-		sin6->sin6_addr.in6_u.u6_addr32[3] = a->ip[3];
+		tp_ip6_copy(sin6->sin6_addr.in6_u.u6_addr32, a->ip);
 	}
 	set_result(ctx, sizeof(*sin6));
 	return TP_ALLOW;
-}
-
-/* Where connect4/6 sends redirected connections: 127.0.0.0/8 or ::1. A tc-steered
- * inbound socket is never here (its local address is an instance IP). */
-static __always_inline int is_loopback(const struct tp_addr *a)
-{
-	return a->family == TP_AF_INET ? tp_is_local4(a->ip[0]) : tp_is_local6(a->ip);
 }
 
 SEC("cgroup/getsockopt")
@@ -109,7 +99,9 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 
 	if (sk->src_port != 0 &&
 	    (sk->src_port == cfg->outbound_port || sk->src_port == cfg->dns_port ||
-	     (sk->src_port == cfg->inbound_port && is_loopback(&local)))) {
+	     /* the proxy's own connection redirected by connect4/6 to a local address; a
+	      * tc-steered inbound socket is never here (its local address is an instance IP) */
+	     (sk->src_port == cfg->inbound_port && tp_is_local(&local)))) {
 		tp_flow_key(&peer, &remote);
 		answer = bpf_map_lookup_elem(&tp_flow_v1, &peer);
 	}

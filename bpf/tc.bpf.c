@@ -134,21 +134,12 @@ static __always_inline int steer6(struct __sk_buff *skb, const struct tp_config 
 	if (!is_new_connection(&th) || !port_captured(cfg, th.dest))
 		return 0;
 	src.prefixlen = 128;
-	src.addr[0] = saddr[0];
-	src.addr[1] = saddr[1];
-	src.addr[2] = saddr[2];
-	src.addr[3] = saddr[3];
+	tp_ip6_copy(src.addr, saddr);
 	if (bpf_map_lookup_elem(&tp_in_cidr6_v1, &src))
 		return 0;
 
-	t.ipv6.saddr[0] = saddr[0];
-	t.ipv6.saddr[1] = saddr[1];
-	t.ipv6.saddr[2] = saddr[2];
-	t.ipv6.saddr[3] = saddr[3];
-	t.ipv6.daddr[0] = daddr[0];
-	t.ipv6.daddr[1] = daddr[1];
-	t.ipv6.daddr[2] = daddr[2];
-	t.ipv6.daddr[3] = daddr[3];
+	tp_ip6_copy(t.ipv6.saddr, saddr);
+	tp_ip6_copy(t.ipv6.daddr, daddr);
 	t.ipv6.sport = th.source;
 	t.ipv6.dport = th.dest;
 	return steer(skb, &t, sizeof(t.ipv6), &t.ipv6.dport, cfg->inbound_port);

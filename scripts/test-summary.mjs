@@ -10,10 +10,12 @@ try {
   process.exit(0);
 }
 const passed = report.numPassedTests ?? 0;
-// A test file that fails to load has no tests but must still count as a failure.
-const failedSuites = (report.testResults ?? []).filter(
-  (r) => r.status === 'failed' && (r.assertionResults ?? []).length === 0,
+// A file can fail with no failed test in it: it did not load (no tests), a beforeAll
+// hook threw (its tests are reported as skipped) or an afterAll hook threw (its tests
+// passed, e.g. an uninstall in teardown failed). Each such file counts as one failure.
+const failedFiles = (report.testResults ?? []).filter(
+  (r) => r.status === 'failed' && !(r.assertionResults ?? []).some((a) => a.status === 'failed'),
 ).length;
-const failed = (report.numFailedTests ?? 0) + failedSuites;
+const failed = (report.numFailedTests ?? 0) + failedFiles;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -8,12 +8,11 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { install } from './commands/install.js';
+import { install, type CommandResult } from './commands/install.js';
 import { uninstall } from './commands/uninstall.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
-import type { EngineResult } from './engine.js';
 import { isTpError } from './errors.js';
 
 export interface CliIo {
@@ -117,21 +116,33 @@ function givenFlags(cmd: Command): Record<string, string | boolean | string[]> {
   return flags;
 }
 
-/**
- * Prints the engine's result lines, except those it already reported through the
- * logger while working (an engine may do both), then a one-line summary.
- */
-function printResult(io: CliIo, printed: Set<string>, result: EngineResult, dryRun: boolean, done: string, noop: string): void {
-  for (const line of result.lines) if (dryRun || !printed.has(line)) io.stdout(`${line}\n`);
-  if (!dryRun) io.stdout(`${result.changed ? done : noop}\n`);
+interface Verb {
+  addOptions(cmd: Command): Command;
+  description: string;
+  run(flags: Record<string, unknown>, logger: Logger): Promise<CommandResult>;
+  /** The summary line after a change, and after a run that found nothing to change. */
+  done: string;
+  noop: string;
 }
 
-function isDryRun(flags: Record<string, unknown>): boolean {
-  const v = flags['dryRun'];
-  return v === true || (typeof v === 'string' && ['true', '1', 't'].includes(v.toLowerCase()));
-}
+const VERBS: Record<'install' | 'uninstall', Verb> = {
+  install: {
+    addOptions: addInstallOptions,
+    description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
+    run: (flags, logger) => install(flags as RawFlags, { logger }),
+    done: 'transparent proxy installed',
+    noop: 'transparent proxy already installed with these settings; nothing changed',
+  },
+  uninstall: {
+    addOptions: addUninstallOptions,
+    description: 'remove everything install added',
+    run: (flags, logger) => uninstall(flags as RawUninstallFlags, { logger }),
+    done: 'transparent proxy removed',
+    noop: 'nothing to remove: no transparent proxy installed',
+  },
+};
 
-function buildProgram(io: CliIo, logger: Logger, printed: Set<string>): Command {
+function buildProgram(io: CliIo, logger: Logger): Command {
   const program = new Command('tpctl');
   program
     .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy), iptables or eBPF')
@@ -151,7 +162,7 @@ function buildProgram(io: CliIo, logger: Logger, printed: Set<string>): Command 
       throw new UsageError(`unknown command '${name}' (expected install or uninstall)`);
     });
 
-  for (const verb of ['install', 'uninstall'] as const) {
+  for (const [verb, v] of Object.entries(VERBS)) {
     const group = program
       .command(verb)
       .description(`${verb} transparent proxying on this host`)
@@ -160,24 +171,14 @@ function buildProgram(io: CliIo, logger: Logger, printed: Set<string>): Command 
         if (what === undefined) throw new UsageError(`${verb}: missing what to ${verb} (expected: transparent-proxy)`);
         throw new UsageError(`${verb}: unknown target '${what}' (expected: transparent-proxy)`);
       });
-    const tp = group.command('transparent-proxy').allowExcessArguments(false);
-    if (verb === 'install') {
-      addInstallOptions(tp)
-        .description('redirect the host\'s TCP traffic (and optionally DNS) through the sidecar proxy')
-        .action(async (_opts, cmd: Command) => {
-          const flags = givenFlags(cmd);
-          const result = await install(flags as RawFlags, { logger });
-          printResult(io, printed, result, isDryRun(flags), 'transparent proxy installed', 'transparent proxy already installed with these settings; nothing changed');
-        });
-    } else {
-      addUninstallOptions(tp)
-        .description('remove everything install added')
-        .action(async (_opts, cmd: Command) => {
-          const flags = givenFlags(cmd);
-          const result = await uninstall(flags as RawUninstallFlags, { logger });
-          printResult(io, printed, result, isDryRun(flags), 'transparent proxy removed', 'nothing to remove: no transparent proxy installed');
-        });
-    }
+    v.addOptions(group.command('transparent-proxy').allowExcessArguments(false))
+      .description(v.description)
+      .action(async (_opts, cmd: Command) => {
+        // The result lines (what was done, or the dry-run text), then a one-line summary.
+        const result = await v.run(givenFlags(cmd), logger);
+        for (const line of result.lines) io.stdout(`${line}\n`);
+        if (!result.dryRun) io.stdout(`${result.changed ? v.done : v.noop}\n`);
+      });
   }
   return program;
 }
@@ -194,19 +195,15 @@ function oneLine(text: string): string {
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
   const verbose = argv.some((a) => a === '--verbose' || a === '--verbose=true' || a === '--verbose=1') || io.env['TPCTL_DEBUG'] === '1';
-  const printed = new Set<string>();
   const logger: Logger = {
-    info: (m) => {
-      printed.add(m);
-      io.stdout(`${m}\n`);
-    },
+    info: (m) => io.stdout(`${m}\n`),
     warn: (m) => io.stderr(`warning: ${m}\n`),
     debug: (m) => {
       if (verbose) io.stderr(`debug: ${m}\n`);
     },
   };
   try {
-    await buildProgram(io, logger, printed).parseAsync(argv, { from: 'user' });
+    await buildProgram(io, logger).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {

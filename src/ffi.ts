@@ -37,3 +37,11 @@ export function loadLibrary(soname: string): NativeLibrary {
   loaded.set(soname, lib);
   return lib;
 }
+
+/** The name of an errno value (ENOENT …), for messages about a failed native call. */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(koffi.os.errno)) {
+    if (value === errno) return name;
+  }
+  return `errno ${errno}`;
+}

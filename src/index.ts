@@ -1,5 +1,5 @@
 /** tpctl as a library: re-exports only (no side effects at import). */
-export { install, installResolved, renderDryRun, type CommandOptions } from './commands/install.js';
+export { install, installResolved, renderDryRun, type CommandOptions, type CommandResult } from './commands/install.js';
 export { uninstall, uninstallResolved } from './commands/uninstall.js';
 export { resolveConfig, resolveUninstallConfig, systemHostLookups, type HostLookups, type ResolveInput, type Resolved } from './config/resolve.js';
 export { loadConfigFiles, parseConfigText, type ConfigReaders } from './config/load.js';

@@ -2,24 +2,23 @@
  * The built CLI (dist/cli.js) run as a process: exit codes, one-line errors without
  * stack frames, dry-run output. Nothing here changes the host (dry-run only).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli, type CliIo } from '../src/cli.js';
 import { install } from '../src/commands/install.js';
 import { PreflightError } from '../src/errors.js';
+import { buildDist, REPO_ROOT } from './fixtures/dist.js';
 
 // In-process runs below replace the install command to make it fail on demand; the
 // process runs above use dist/cli.js and are unaffected.
 vi.mock('../src/commands/install.js', () => ({ install: vi.fn(), configPaths: () => [] }));
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = `${root}dist/cli.js`;
+const cli = join(REPO_ROOT, 'dist', 'cli.js');
 const USER = ['--kuma-dp-user', '5678']; // this host has no kuma-dp user
 
 function tpctl(args: string[], opts: { input?: string; uid?: number; env?: Record<string, string> } = {}) {
-  return execa('node', [cli, ...args], { reject: false, cwd: root, timeout: 20_000, ...opts });
+  return execa('node', [cli, ...args], { reject: false, cwd: REPO_ROOT, timeout: 20_000, ...opts });
 }
 
 function expectOneLineError(stderr: string, line?: string): void {
@@ -31,9 +30,8 @@ function expectOneLineError(stderr: string, line?: string): void {
 }
 
 beforeAll(async () => {
-  // Build so the test runs the current sources; tsc emits even if another module has type errors.
-  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false, timeout: 120_000 });
-  expect(existsSync(cli)).toBe(true);
+  // Build so the test runs the current sources.
+  await buildDist(cli);
 }, 130_000);
 
 describe('usage errors exit 2 with one line', () => {
@@ -123,6 +121,13 @@ describe('--dry-run', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).not.toContain('--to-ports 15006');
     expect(r.stdout).toContain('--to-ports 15001');
+  });
+
+  it('a dry run set in a config file prints no install summary', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', ...USER, '--config', '-'], { input: 'dryRun: true\n' });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.startsWith('# IPv4\n*nat\n')).toBe(true);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('COMMIT');
   });
 
   it('prints the eBPF plan with --ebpf-enabled', async () => {

@@ -48,6 +48,16 @@ static __always_inline int tp_is_v4mapped(__u32 w0, __u32 w1, __u32 w2)
 	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
 }
 
+/* Copies a 16-byte address, word by word (as four 4-byte stores, which is what
+ * context fields such as bpf_sock_addr.user_ip6 accept). */
+static __always_inline void tp_ip6_copy(__u32 *dst, const __u32 *src)
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
 /* An IPv4 socket end: address and port in network order. */
 static __always_inline void tp_addr4(struct tp_addr *a, __u32 ip, __u16 port_net)
 {
@@ -80,19 +90,22 @@ static __always_inline void tp_addr6(struct tp_addr *a, __u32 w0, __u32 w1, __u3
 /* The flow-table key of a socket end (same fields as tp_addr, its own type). */
 static __always_inline void tp_flow_key(struct tp_flow_key *k, const struct tp_addr *a)
 {
-	k->ip[0] = a->ip[0];
-	k->ip[1] = a->ip[1];
-	k->ip[2] = a->ip[2];
-	k->ip[3] = a->ip[3];
+	tp_ip6_copy(k->ip, a->ip);
 	k->port = a->port;
 	k->family = a->family;
 	k->pad = 0;
 }
 
+/* 127.0.0.0/8 */
+static __always_inline int tp_is_loopback4(__u32 ip)
+{
+	return (bpf_ntohl(ip) >> 24) == 127;
+}
+
 /* 127.0.0.0/8 and 0.0.0.0 (connecting to 0.0.0.0 reaches the host itself). */
 static __always_inline int tp_is_local4(__u32 ip)
 {
-	return (bpf_ntohl(ip) >> 24) == 127 || ip == 0;
+	return tp_is_loopback4(ip) || ip == 0;
 }
 
 /* ::1 and :: (the IPv6 "this host" address). */
@@ -100,6 +113,12 @@ static __always_inline int tp_is_local6(const __u32 *ip)
 {
 	return ip[0] == 0 && ip[1] == 0 && ip[2] == 0 &&
 	       (ip[3] == 0 || ip[3] == bpf_htonl(1));
+}
+
+/* A (normalised) address of this host: tp_is_local4 / tp_is_local6 by family. */
+static __always_inline int tp_is_local(const struct tp_addr *a)
+{
+	return a->family == TP_AF_INET ? tp_is_local4(a->ip[0]) : tp_is_local6(a->ip);
 }
 
 static __always_inline int tp_has_ip6(const __u32 *ip)

@@ -22,18 +22,23 @@ export interface CommandOptions {
   readers?: ConfigReaders;
 }
 
+/** What a command did, and whether it was a dry run (which may be set in a config file, not only by flag). */
+export interface CommandResult extends EngineResult {
+  dryRun: boolean;
+}
+
 export function configPaths(config: RawFlags['config']): string[] {
   if (config === undefined) return [];
   return Array.isArray(config) ? config : [config];
 }
 
 /** Resolves flags + config files and installs (or, with dryRun, renders) transparent proxying. */
-export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): Promise<EngineResult> {
+export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
   const { config, warnings } = resolveConfig({ flags, files }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
-  return installResolved(config, log);
+  return { ...(await installResolved(config, log)), dryRun: config.dryRun };
 }
 
 /** The text --dry-run prints: the iptables-restore input per family, or the eBPF plan. */

@@ -13,14 +13,14 @@ import { defaultConfigReaders, loadConfigFiles } from '../config/load.js';
 import { resolveUninstallConfig } from '../config/resolve.js';
 import type { RawUninstallFlags } from '../config/schema.js';
 import { silentLogger, type Logger, type UninstallConfig } from '../config/types.js';
-import { configPaths, type CommandOptions } from './install.js';
+import { configPaths, type CommandOptions, type CommandResult } from './install.js';
 
-export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOptions = {}): Promise<EngineResult> {
+export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
   const { config, warnings } = resolveUninstallConfig({ flags, files });
   for (const w of warnings) log.warn(w);
-  return uninstallResolved(config, log);
+  return { ...(await uninstallResolved(config, log)), dryRun: config.dryRun };
 }
 
 export async function uninstallResolved(cfg: UninstallConfig, log: Logger = silentLogger): Promise<EngineResult> {

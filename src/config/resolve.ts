@@ -413,7 +413,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
     }
   }
 
-  const userSpec = layers.has('kumaDPUser') ? layers.get('kumaDPUser', v.parseUserSpec, undefined) : undefined;
+  const userSpec = layers.get<ReturnType<typeof v.parseUserSpec> | undefined>('kumaDPUser', v.parseUserSpec, undefined);
   const kumaDpUser = resolveUser(userSpec, layers.label('kumaDPUser'), host.users);
 
   const vnet = layers.get('redirect.vnet.networks', v.parseVnets, []);

@@ -15,15 +15,16 @@ import { resolve } from 'node:path';
 import { EngineError, PreflightError, TpError } from '../errors.js';
 import type { Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';
-import { readMounts, mountOf, mountBpffs, unmount } from '../host/mounts.js';
+import { readMounts, mountBpffs, unmount } from '../host/mounts.js';
 import { listInterfaces } from '../host/interfaces.js';
-import { preflightInstall, preflightUninstall, planBpffs, type InstallPreflight } from './preflight.js';
+import { preflightInstall, preflightUninstall, planBpffs, type BpffsPlan } from './preflight.js';
 import {
   MAP_SPECS,
   buildEbpfSpec,
   describeEbpfPlan,
   configHash,
   sameAttachment,
+  type AttachTarget,
   type EbpfSpec,
 } from './spec.js';
 import { openAndLoad, type LoadedObjects } from './loader.js';
@@ -87,13 +88,12 @@ function stateIntact(state: EbpfState): boolean {
 
 function freshInstall(
   cfg: TransparentProxyConfig,
-  pre: InstallPreflight,
+  target: AttachTarget,
+  bpffs: BpffsPlan,
   spec: EbpfSpec,
   hash: string,
   log: Logger,
 ): EngineResult {
-  const { target } = pre;
-  const bpffs = planBpffs(target.bpffsPath, readMounts());
   const journal = new Journal();
   const lines: string[] = [];
   let loaded: LoadedObjects | undefined;
@@ -151,7 +151,7 @@ function freshInstall(
     const state: EbpfState = {
       version: 1,
       configHash: hash,
-      target: { ...target, bpffsPath: bpffs.path },
+      target,
       programs: spec.programs.map((x) => x.name),
       links,
       ...(tc ? { tc } : {}),
@@ -210,9 +210,8 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
   for (const w of spec.warnings) log.warn(w);
   const hash = configHash(spec, pre.target);
 
-  const bpffsPath = pre.target.bpffsPath;
-  const onBpffs = mountOf(bpffsPath, readMounts())?.fsType === 'bpf';
-  const existing = onBpffs ? readState(bpffsPath) : undefined;
+  // A record can only be pinned where preflight found a bpffs already mounted.
+  const existing = pre.bpffs.mount ? undefined : readState(pre.target.bpffsPath);
   if (existing) {
     const intact = stateIntact(existing);
     if (intact && existing.configHash === hash) {
@@ -227,13 +226,15 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
     // Pins live at fixed paths, so the old install must go before the new one loads.
     const removed = await removeInstall(existing, log);
     try {
-      const result = freshInstall(cfg, pre, spec, hash, log);
+      // Removing it may have unmounted the bpffs or removed directories: plan again.
+      const bpffs = planBpffs(pre.target.bpffsPath, readMounts());
+      const result = freshInstall(cfg, pre.target, bpffs, spec, hash, log);
       return { changed: true, lines: [...removed, ...result.lines] };
     } catch (e) {
       throw new EngineError(`${errorText(e)} (the previous install was removed first: no eBPF transparent proxy is installed now)`, { cause: e });
     }
   }
-  return freshInstall(cfg, pre, spec, hash, log);
+  return freshInstall(cfg, pre.target, pre.bpffs, spec, hash, log);
 }
 
 /** Removes everything a state record describes. Best effort: keeps going and reports what failed. */

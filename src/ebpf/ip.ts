@@ -1,53 +1,31 @@
 /**
- * Address text → network-order bytes. Kept here (not in node:net, which only
- * validates) because every map key carries addresses as raw bytes.
+ * Address text ↔ network-order bytes for map keys. Parsing and RFC 5952 printing
+ * are src/config/net.ts's; this only adapts them to Buffers and adds prefix masking.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatAddress, parseAddress } from '../config/net.js';
+import type { IpFamily } from '../config/types.js';
+
+function addressBytes(text: string, family: IpFamily): Buffer {
+  const parsed = parseAddress(text);
+  if (parsed?.family !== family) throw new TypeError(`not an ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address: ${text}`);
+  return Buffer.from(parsed.bytes);
+}
 
 export function ipv4Bytes(text: string): Buffer {
-  if (!isIPv4(text)) throw new TypeError(`not an IPv4 address: ${text}`);
-  return Buffer.from(text.split('.').map(Number));
+  return addressBytes(text, 'ipv4');
 }
 
 export function ipv6Bytes(text: string): Buffer {
-  if (!isIPv6(text)) throw new TypeError(`not an IPv6 address: ${text}`);
-  let s = text.split('%')[0] ?? '';
-  // An embedded dotted quad (::ffff:1.2.3.4) becomes two hex groups.
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const b = ipv4Bytes(v4[1] as string);
-    s = s.slice(0, -v4[1]!.length) + `${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
-  }
-  const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const zeros = 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(tail === undefined ? 0 : zeros).fill('0'), ...tailGroups];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
+  return addressBytes(text, 'ipv6');
 }
 
 export function ipv4Text(b: Buffer): string {
-  return [...b.subarray(0, 4)].join('.');
+  return formatAddress({ family: 'ipv4', bytes: [...b.subarray(0, 4)] });
 }
 
 /** Canonical RFC 5952 text (longest zero run compressed). */
 export function ipv6Text(b: Buffer): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatAddress({ family: 'ipv6', bytes: [...b.subarray(0, 16)] });
 }
 
 /** Zero the host bits so an LPM key holds the network address. */

@@ -12,22 +12,13 @@
  */
 import { closeSync } from 'node:fs';
 import { constants as osConstants, endianness } from 'node:os';
-import { koffi, loadLibrary } from '../ffi.js';
+import { errnoName, koffi, loadLibrary } from '../ffi.js';
 import { LibbpfError } from '../errors.js';
 
 /** An opaque native pointer handed out by koffi (bpf_object *, bpf_program *, …). */
 export type NativePtr = object;
 
-// ---- errno helpers ---------------------------------------------------------
-
-const errnoNames = new Map<number, string>();
-for (const [name, value] of Object.entries(osConstants.errno)) {
-  if (!errnoNames.has(value)) errnoNames.set(value, name);
-}
-
-export function errnoName(errno: number): string {
-  return errnoNames.get(errno) ?? `errno ${errno}`;
-}
+// ---- errno values the wrappers and their callers compare with -------------
 
 export const ENOENT = osConstants.errno.ENOENT;
 export const EEXIST = osConstants.errno.EEXIST;
@@ -103,14 +94,12 @@ export function libbpf(): Binding {
     object_load: 'int bpf_object__load(bpf_object *obj)',
     object_close: 'void bpf_object__close(bpf_object *obj)',
     object_btf: 'btf *bpf_object__btf(const bpf_object *obj)',
-    find_program: 'bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)',
     next_program: 'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)',
     next_map: 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)',
     program_name: 'const char *bpf_program__name(const bpf_program *prog)',
     program_section: 'const char *bpf_program__section_name(const bpf_program *prog)',
     program_fd: 'int bpf_program__fd(const bpf_program *prog)',
     map_name: 'const char *bpf_map__name(const bpf_map *map)',
-    map_fd: 'int bpf_map__fd(const bpf_map *map)',
     map_type: 'int bpf_map__type(const bpf_map *map)',
     map_key_size: 'uint32_t bpf_map__key_size(const bpf_map *map)',
     map_value_size: 'uint32_t bpf_map__value_size(const bpf_map *map)',
@@ -190,7 +179,6 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
-  handle: NativePtr;
 }
 
 /** A bpf_object opened from an ELF file; close() it when done. */
@@ -246,12 +234,6 @@ export class BpfObject {
     return out;
   }
 
-  program(name: string): ProgramInfo {
-    const b = libbpf();
-    const p = checkPtr('bpf_object__find_program_by_name', b.find_program!(this.h, name), `${name} in ${this.path}`);
-    return { name, section: b.program_section!(p) as string, handle: p };
-  }
-
   maps(): MapInfo[] {
     const b = libbpf();
     const out: MapInfo[] = [];
@@ -262,7 +244,6 @@ export class BpfObject {
         keySize: b.map_key_size!(m) as number,
         valueSize: b.map_value_size!(m) as number,
         maxEntries: b.map_max_entries!(m) as number,
-        handle: m as NativePtr,
       });
     }
     return out;
@@ -282,10 +263,6 @@ export class BpfObject {
 
 export function programFd(p: ProgramInfo): number {
   return checkRet('bpf_program__fd', libbpf().program_fd!(p.handle), p.name);
-}
-
-export function mapFd(m: MapInfo): number {
-  return checkRet('bpf_map__fd', libbpf().map_fd!(m.handle), m.name);
 }
 
 // ---- links -----------------------------------------------------------------

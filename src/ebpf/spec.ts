@@ -137,6 +137,11 @@ export interface EbpfSpec {
 
 const ONE = u8Value.encode(1);
 
+/** `22`, `8080-8081`: ranges as the flags spell them. */
+function rangesText(ranges: Array<{ from: number; to: number }>): string[] {
+  return ranges.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
+}
+
 function expandPorts(ranges: PortRange[], what: string, max: number): number[] {
   const ports = new Set<number>();
   for (const r of ranges) for (let x = r.from; x <= r.to; x++) ports.add(x);
@@ -189,9 +194,8 @@ function uidExclusions(cfg: TransparentProxyConfig, max: number): { entries: Map
         }
       }
     }
-    const uidText = ex.uids.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(',');
-    const portText = ex.ports.length === 0 ? 'all ports' : ex.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(',');
-    describe.push(`uids ${uidText} ${ex.protocol} ${portText}`);
+    const portText = ex.ports.length === 0 ? 'all ports' : rangesText(ex.ports).join(',');
+    describe.push(`uids ${rangesText(ex.uids).join(',')} ${ex.protocol} ${portText}`);
   }
   return { entries: [...keys.values()], describe };
 }
@@ -200,7 +204,7 @@ function portSet(ranges: PortRange[], what: string, max: number): { entries: Map
   const ports = expandPorts(ranges, what, max);
   return {
     entries: ports.map((x) => ({ key: portKey.encode(x), value: ONE })),
-    describe: ranges.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)),
+    describe: rangesText(ranges),
   };
 }
 

@@ -7,7 +7,8 @@
  * has no side effects.
  */
 import { isIPv4 } from 'node:net';
-import { koffi, loadLibrary } from '../ffi.js';
+import { formatAddress } from '../config/net.js';
+import { errnoName, koffi, loadLibrary } from '../ffi.js';
 
 export const SOL_IP = 0;
 export const SOL_IPV6 = 41;
@@ -46,13 +47,6 @@ export class SyscallError extends Error {
   }
 }
 
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(koffi.os.errno)) {
-    if (value === errno) return name;
-  }
-  return `errno ${errno}`;
-}
-
 /** getsockopt(fd, level, optname) into a buffer of `size` bytes; returns the bytes written. */
 export function getsockoptBytes(fd: number, level: number, optname: number, size: number): Buffer {
   const optval = Buffer.alloc(size);
@@ -73,37 +67,12 @@ export function parseSockaddr(buf: Buffer): SocketAddress {
   if (buf.length < 2) throw new Error(`sockaddr: ${buf.length} bytes is too short`);
   const family = buf.readUInt16LE(0);
   if (family === AF_INET && buf.length >= 8) {
-    return { address: [...buf.subarray(4, 8)].join('.'), port: buf.readUInt16BE(2) };
+    return { address: formatAddress({ family: 'ipv4', bytes: [...buf.subarray(4, 8)] }), port: buf.readUInt16BE(2) };
   }
   if (family === AF_INET6 && buf.length >= 24) {
-    const groups: string[] = [];
-    for (let i = 0; i < 8; i++) groups.push(buf.readUInt16BE(8 + i * 2).toString(16));
-    return { address: compressIPv6(groups), port: buf.readUInt16BE(2) };
+    return { address: formatAddress({ family: 'ipv6', bytes: [...buf.subarray(8, 24)] }), port: buf.readUInt16BE(2) };
   }
   throw new Error(`sockaddr: unexpected family ${family} in ${buf.length} bytes`);
-}
-
-/** RFC 5952 text form from eight hex groups (the longest run of ≥2 zero groups becomes ::). */
-function compressIPv6(groups: string[]): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < groups.length; ) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < groups.length && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestStart < 0) return groups.join(':');
-  const head = groups.slice(0, bestStart).join(':');
-  const tail = groups.slice(bestStart + bestLen).join(':');
-  return `${head}::${tail}`;
 }
 
 /**

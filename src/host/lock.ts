@@ -6,6 +6,7 @@
  */
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TpError } from '../errors.js';
 import { tryLockExclusive } from './libc.js';
 
@@ -23,8 +24,6 @@ export interface LockOptions {
   timeoutMs?: number;
   pollMs?: number;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Opens the lock file and takes the flock; undefined while someone else holds it. */
 function tryAcquire(path: string): number | undefined {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
-import { koffi, loadLibrary } from '../ffi.js';
+import { errnoName, koffi, loadLibrary } from '../ffi.js';
 import { PreflightError } from '../errors.js';
 
 export interface MountEntry {
@@ -63,10 +63,6 @@ export function findCgroup2Mount(mounts = readMounts()): string | undefined {
   return mounts.find((m) => m.fsType === 'cgroup2')?.mountPoint;
 }
 
-export function isOnFsType(path: string, fsType: string, mounts = readMounts()): boolean {
-  return mountOf(path, mounts)?.fsType === fsType;
-}
-
 type MountFn = (source: string, target: string, fsType: string, flags: number, data: null) => number;
 type Umount2Fn = (target: string, flags: number) => number;
 let mountFn: MountFn | undefined;
@@ -83,16 +79,11 @@ function libcMount(): { mount: MountFn; umount2: Umount2Fn } {
   return { mount: mountFn, umount2: umount2Fn };
 }
 
-function errnoText(errno: number): string {
-  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
-}
-
 export function mountBpffs(dir: string): void {
   const { mount } = libcMount();
   if (mount('bpf', dir, 'bpf', 0, null) !== 0) {
     const errno = koffi.errno();
-    throw new PreflightError(`mount bpffs at ${dir}: ${errnoText(errno)}`, {
+    throw new PreflightError(`mount bpffs at ${dir}: ${errnoName(errno)}`, {
       hint: 'pass --ebpf-bpffs-path a directory inside a mounted bpffs (e.g. /sys/fs/bpf/tpctl)',
     });
   }
@@ -102,6 +93,6 @@ export function unmount(dir: string): void {
   const { umount2 } = libcMount();
   if (umount2(dir, 0) !== 0) {
     const errno = koffi.errno();
-    throw new PreflightError(`unmount ${dir}: ${errnoText(errno)}`);
+    throw new PreflightError(`unmount ${dir}: ${errnoName(errno)}`);
   }
 }

@@ -151,9 +151,15 @@ async function testPlans(op: string, plans: FamilyPlan[]): Promise<void> {
 /**
  * Plans one family: from the tpctl state in its snapshot to `rs` (undefined: no
  * tpctl rules at all). The payload is empty when nothing needs to change.
+ * `savedText`: the family's iptables-save output when this run already read it
+ * (backend detection), so it is not run again.
  */
-async function planFamily(tables: Tables, rs: FamilyRuleset | undefined): Promise<FamilyPlan & { target: TargetTable[] }> {
-  const saved = parseSave(await tables.save());
+async function planFamily(
+  tables: Tables,
+  rs: FamilyRuleset | undefined,
+  savedText?: string,
+): Promise<FamilyPlan & { target: TargetTable[] }> {
+  const saved = parseSave(savedText ?? (await tables.save()));
   const before = ownedState(saved);
   const beforeTables = saved.map((t) => t.name);
   // nft tables this install creates (or the one it replaces created) are marked so uninstall can drop them.
@@ -177,12 +183,12 @@ async function planFamily(tables: Tables, rs: FamilyRuleset | undefined): Promis
  * earlier install wrote stay in the kernel. A family whose tools are missing or
  * whose save fails (no IPv6 in the kernel) holds nothing of ours.
  */
-async function removalPlan(tables: Tables): Promise<FamilyPlan | undefined> {
+async function removalPlan(tables: Tables, savedText?: string): Promise<FamilyPlan | undefined> {
   if (!findExecutable(toolName(tables.backend, tables.family, 'save'))) return undefined;
   if (!findExecutable(toolName(tables.backend, tables.family, 'restore'))) return undefined;
   let plan: FamilyPlan;
   try {
-    plan = await planFamily(tables, undefined);
+    plan = await planFamily(tables, undefined, savedText);
   } catch (e) {
     if (tables.family === 'ipv6' && !hostHasIpv6()) return undefined;
     throw e;
@@ -194,7 +200,7 @@ export function buildRulesets(cfg: TransparentProxyConfig, families: IpFamily[] 
   return families.map((f) => buildFamilyRuleset(cfg, f));
 }
 
-export async function installIptablesEngine(
+export async function installIptables(
   cfg: TransparentProxyConfig,
   log: Logger,
   opts: InstallOptions = {},
@@ -210,14 +216,14 @@ export async function installIptablesEngine(
     log.warn('ipv6: this host has no IPv6 (no address in /proc/net/if_inet6); installing IPv4 rules only');
     families = ['ipv4'];
   }
-  const backend = await detectBackend(cfg.iptablesBackend, log);
+  const { backend, saves } = await detectBackend(cfg.iptablesBackend, log);
   const lines: string[] = [];
   const plans: FamilyPlan[] = [];
   const rulesets = buildRulesets(cfg, families);
   for (const rs of rulesets) {
     const tables = new Tables(backend, rs.family, cfg.retry, log);
     tables.check();
-    const plan = await planFamily(tables, rs);
+    const plan = await planFamily(tables, rs, saves[rs.family]);
     plans.push(plan);
     const { rules, chains } = countRules(plan.target);
     const what = hasOwned(plan.before) ? 'replaced' : 'installed';
@@ -230,7 +236,7 @@ export async function installIptablesEngine(
 
   // IPv6 not wanted (--ip-family-mode ipv4) or gone since a dual-stack install: our IPv6 rules go.
   if (!families.includes('ipv6')) {
-    const plan = await removalPlan(new Tables(backend, 'ipv6', cfg.retry, log));
+    const plan = await removalPlan(new Tables(backend, 'ipv6', cfg.retry, log), saves.ipv6);
     if (plan) {
       plans.push(plan);
       lines.push(`iptables (${backend}) ipv6: removed the IPv6 rules of an earlier install`);
@@ -257,7 +263,6 @@ export async function installIptablesEngine(
       });
     }
   }
-  for (const l of lines) log.info(l);
   return { changed, lines };
 }
 
@@ -266,7 +271,7 @@ function availableBackends(forced: UninstallConfig['iptablesBackend']): Backend[
   return candidates.filter((b) => findExecutable(toolName(b, 'ipv4', 'restore')) !== undefined);
 }
 
-export async function uninstallIptablesEngine(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
+export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
   const plans: FamilyPlan[] = [];
   const lines: string[] = [];
@@ -285,6 +290,5 @@ export async function uninstallIptablesEngine(cfg: UninstallConfig, log: Logger)
   if (cfg.dryRun) return { changed: false, lines };
   await testPlans('uninstall', plans);
   await applyPlans('uninstall', plans, log);
-  for (const l of lines) log.info(l);
   return { changed: true, lines };
 }

@@ -4,7 +4,9 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
+import { DEFAULTS } from '../config/defaults.js';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
 import { CHAIN_PREFIX } from './model.js';
@@ -13,7 +15,12 @@ export type Backend = 'nft' | 'legacy';
 export type Tool = 'save' | 'restore';
 
 /** Kuma's defaults; uninstall has no retry flags. */
-export const DEFAULT_RETRY: RetryConfig = { wait: 5, waitInterval: 0, maxRetries: 4, sleepBetweenRetriesMs: 2000 };
+export const DEFAULT_RETRY: RetryConfig = {
+  wait: DEFAULTS.waitSeconds,
+  waitInterval: DEFAULTS.waitIntervalMicros,
+  maxRetries: DEFAULTS.maxRetries,
+  sleepBetweenRetriesMs: DEFAULTS.sleepBetweenRetriesMs,
+};
 
 export function toolName(backend: Backend, family: IpFamily, tool: Tool): string {
   return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
@@ -72,10 +79,6 @@ export async function run(cmd: string, args: string[], input?: string): Promise<
 
 const LOCK_ERROR = /xtables lock|holding the lock|Resource temporarily unavailable/i;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** One family's tools for one backend. */
 export class Tables {
   constructor(
@@ -128,14 +131,18 @@ export class Tables {
   }
 }
 
+/** The iptables-save output of each family that could be read, keyed by family. */
+export type Snapshots = Partial<Record<IpFamily, string>>;
+
 interface BackendSurvey {
   backend: Backend;
   rules: number;
   holdsTpctl: boolean;
+  saves: Snapshots;
 }
 
 async function survey(backend: Backend): Promise<BackendSurvey> {
-  const result: BackendSurvey = { backend, rules: 0, holdsTpctl: false };
+  const result: BackendSurvey = { backend, rules: 0, holdsTpctl: false, saves: {} };
   for (const family of ['ipv4', 'ipv6'] as const) {
     const cmd = findExecutable(toolName(backend, family, 'save'));
     if (!cmd) continue;
@@ -145,6 +152,7 @@ async function survey(backend: Backend): Promise<BackendSurvey> {
     } catch {
       continue; // A backend whose save fails holds nothing we could build on.
     }
+    result.saves[family] = text;
     const lines = text.split('\n');
     result.rules += lines.filter((l) => l.startsWith('-A ')).length;
     if (lines.some((l) => l.startsWith(`:${CHAIN_PREFIX}`))) result.holdsTpctl = true;
@@ -164,10 +172,12 @@ export async function backendHoldingTpctl(): Promise<Backend | undefined> {
  * Chooses the backend. A backend already holding tpctl's chains wins (a reinstall
  * must replace them, not add a second copy next door); then the forced one; else
  * the one already holding rules (so tpctl's rules sit next to the host's own, as
- * Kuma does); else nft.
+ * Kuma does); else nft. Returns the chosen backend's saves as read for the choice,
+ * so planning starts from them instead of running iptables-save again.
  */
-export async function detectBackend(forced: IptablesBackend, log: Logger): Promise<Backend> {
+export async function detectBackend(forced: IptablesBackend, log: Logger): Promise<{ backend: Backend; saves: Snapshots }> {
   const surveys = [await survey('nft'), await survey('legacy')];
+  const chosen = (backend: Backend) => ({ backend, saves: surveys.find((s) => s.backend === backend)?.saves ?? {} });
   const holder = surveys.find((s) => s.holdsTpctl);
   if (forced !== 'auto') {
     if (holder && holder.backend !== forced) {
@@ -175,11 +185,11 @@ export async function detectBackend(forced: IptablesBackend, log: Logger): Promi
         hint: `run \`tpctl uninstall transparent-proxy\` first, or use --iptables-backend ${holder.backend}`,
       });
     }
-    return forced;
+    return chosen(forced);
   }
-  if (holder) return holder.backend;
+  if (holder) return chosen(holder.backend);
   const [nft, legacy] = surveys as [BackendSurvey, BackendSurvey];
   const backend: Backend = legacy.rules > nft.rules ? 'legacy' : 'nft';
   log.debug(`iptables backend: ${backend} (rules found: legacy ${legacy.rules}, nft ${nft.rules})`);
-  return backend;
+  return chosen(backend);
 }

@@ -6,7 +6,7 @@
  * back to the built-in chain's remaining (foreign) rules instead of ending the
  * chain, and uninstall has one rule per built-in chain to find.
  */
-import type { Cidr, IpFamily, PortRange, TransparentProxyConfig } from '../config/types.js';
+import type { Cidr, IpFamily, PortRange, TransparentProxyConfig, UidRange } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import {
   CHAIN_PREFIX,
@@ -54,15 +54,33 @@ function ofFamily(cidrs: Cidr[], family: IpFamily): string[] {
   return cidrs.filter((c) => c.family === family).map(cidrText);
 }
 
-/** DNS is redirected for a family when every :53 is captured or resolv.conf lists a server of that family. */
-export function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): string[] {
+/** The resolv.conf nameservers of a family, as host CIDRs. */
+function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): string[] {
   const prefix = ADDRESSES[family].hostPrefix;
   return cfg.dns.servers[family].map((s) => `${s}/${prefix}`);
 }
 
-export function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
+/** DNS is redirected for a family when every :53 is captured or resolv.conf lists a server of that family. */
+function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
   if (cfg.dns.mode === 'all') return true;
   return cfg.dns.mode === 'resolvconf' && cfg.dns.servers[family].length > 0;
+}
+
+/** DNS queries over `protocol` to the DNS listener: every :53, or only to resolv.conf's servers of `family`. */
+function dnsRedirectRules(
+  cfg: TransparentProxyConfig,
+  family: IpFamily,
+  protocol: 'tcp' | 'udp',
+  comments: { all: string; server: string },
+): Rule[] {
+  const target = { kind: 'redirect', toPort: cfg.dns.port } as const;
+  const query = { protocol, destinationPorts: { ranges: [DNS_PORT] } };
+  if (cfg.dns.mode === 'all') return [{ ...query, comment: comments.all, target }];
+  return dnsServersFor(cfg, family).map((server) => ({ destination: { cidr: server }, ...query, comment: comments.server, target }));
+}
+
+function proxyUidRange(cfg: TransparentProxyConfig): UidRange {
+  return { from: cfg.kumaDpUser.uid, to: cfg.kumaDpUser.uid };
 }
 
 function uidExclusionRules(cfg: TransparentProxyConfig): Rule[] {
@@ -88,7 +106,7 @@ function uidExclusionRules(cfg: TransparentProxyConfig): Rule[] {
 }
 
 function natOutputChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain {
-  const uid = { from: cfg.kumaDpUser.uid, to: cfg.kumaDpUser.uid };
+  const uid = proxyUidRange(cfg);
   const rules: Rule[] = [];
   if (cfg.iptablesLogs) {
     rules.push({ comment: 'output: log', target: { kind: 'log', prefix: 'tpctl OUTPUT: ', level: 'debug' } });
@@ -102,20 +120,7 @@ function natOutputChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain
       comment: 'dns: the proxy resolves upstream directly',
       target: { kind: 'return' },
     });
-    const redirect = { kind: 'redirect', toPort: cfg.dns.port } as const;
-    if (cfg.dns.mode === 'all') {
-      rules.push({ protocol: 'udp', destinationPorts: { ranges: [DNS_PORT] }, comment: 'dns: every query to the proxy', target: redirect });
-    } else {
-      for (const server of dnsServersFor(cfg, family)) {
-        rules.push({
-          destination: { cidr: server },
-          protocol: 'udp',
-          destinationPorts: { ranges: [DNS_PORT] },
-          comment: 'dns: resolv.conf server to the proxy',
-          target: redirect,
-        });
-      }
-    }
+    rules.push(...dnsRedirectRules(cfg, family, 'udp', { all: 'dns: every query to the proxy', server: 'dns: resolv.conf server to the proxy' }));
   }
   rules.push({ protocol: 'tcp', comment: 'output: tcp to outbound', target: { kind: 'jump', chain: CHAINS.outbound } });
   return { name: CHAINS.natOutput, rules };
@@ -123,7 +128,7 @@ function natOutputChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain
 
 function outboundChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain {
   const addr = ADDRESSES[family];
-  const uid = { from: cfg.kumaDpUser.uid, to: cfg.kumaDpUser.uid };
+  const uid = proxyUidRange(cfg);
   const dns = dnsEnabledFor(cfg, family);
   // With DNS redirection, TCP :53 over lo must still reach the DNS rules below.
   const notDns = dns ? { destinationPorts: { ranges: [DNS_PORT], negate: true } } : {};
@@ -158,20 +163,9 @@ function outboundChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain 
   });
   rules.push({ uidOwner: { range: uid }, comment: 'outbound: proxy traffic', target: { kind: 'return' } });
   if (dns) {
-    const redirect = { kind: 'redirect', toPort: cfg.dns.port } as const;
-    if (cfg.dns.mode === 'all') {
-      rules.push({ protocol: 'tcp', destinationPorts: { ranges: [DNS_PORT] }, comment: 'dns: every tcp query to the proxy', target: redirect });
-    } else {
-      for (const server of dnsServersFor(cfg, family)) {
-        rules.push({
-          destination: { cidr: server },
-          protocol: 'tcp',
-          destinationPorts: { ranges: [DNS_PORT] },
-          comment: 'dns: resolv.conf server tcp to the proxy',
-          target: redirect,
-        });
-      }
-    }
+    rules.push(
+      ...dnsRedirectRules(cfg, family, 'tcp', { all: 'dns: every tcp query to the proxy', server: 'dns: resolv.conf server tcp to the proxy' }),
+    );
   }
   rules.push({ destination: { cidr: addr.loopback }, comment: 'outbound: localhost', target: { kind: 'return' } });
   for (const cidr of ofFamily(cfg.outbound.excludeIps, family)) {
@@ -259,7 +253,7 @@ function natTable(cfg: TransparentProxyConfig, family: IpFamily): TableRuleset {
  */
 function rawTable(cfg: TransparentProxyConfig, family: IpFamily): TableRuleset | undefined {
   if (!cfg.dns.conntrackZoneSplit || !dnsEnabledFor(cfg, family)) return undefined;
-  const uid = { from: cfg.kumaDpUser.uid, to: cfg.kumaDpUser.uid };
+  const uid = proxyUidRange(cfg);
   const dnsPort = { from: cfg.dns.port, to: cfg.dns.port };
   const output: Rule[] = [
     {

@@ -19,32 +19,18 @@
  * legacy tables cannot be unregistered and stay, empty.
  *
  * "Unchanged tables" means iptables-save output equal after dropping `#` lines
- * (timestamps) and zeroing `[packets:bytes]` counters (see normalizeSave, which
- * also ignores tables holding nothing).
+ * (timestamps) and zeroing `[packets:bytes]` counters; the one exception is a
+ * legacy table tpctl had to register, which stays behind empty.
  */
-import type { Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
-import type { EngineResult } from '../engine.js';
-import { buildRulesets, type InstallOptions, installIptablesEngine, uninstallIptablesEngine } from './apply.js';
+import type { TransparentProxyConfig } from '../config/types.js';
+import { buildRulesets } from './apply.js';
 import { renderFirewalldDirect } from './firewalld.js';
 import { renderFamilyRuleset } from './render.js';
 
+export { installIptables, uninstallIptables, type InstallOptions } from './apply.js';
 export { CHAIN_PREFIX, COMMENT_PREFIX } from './model.js';
 export { DEFAULT_FIREWALLD_DIRECT_PATH } from './firewalld.js';
-export { normalizeSave } from './save.js';
 export { backendHoldingTpctl } from './backend.js';
-export type { InstallOptions } from './apply.js';
-
-export async function installIptables(
-  cfg: TransparentProxyConfig,
-  log: Logger,
-  opts: InstallOptions = {},
-): Promise<EngineResult> {
-  return installIptablesEngine(cfg, log, opts);
-}
-
-export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
-  return uninstallIptablesEngine(cfg, log);
-}
 
 /** The iptables-restore text a fresh install writes, per family; pure (no root, no host access). */
 export function renderIptablesRuleset(cfg: TransparentProxyConfig): { ipv4: string; ipv6?: string } {

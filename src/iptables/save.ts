@@ -1,6 +1,6 @@
 /**
- * Reading `iptables-save` output: which chains and rules are tpctl's, and a
- * normalised form used to decide whether two snapshots are "the same tables".
+ * Reading `iptables-save` output: which chains and rules are tpctl's, and which
+ * tables hold nothing.
  */
 import { COMMENT_PREFIX, CREATED_TABLE_MARK, isOwnChainName, TABLE_ORDER, type TableName } from './model.js';
 
@@ -110,23 +110,6 @@ export function isEmptyTable(t: SavedTable): boolean {
       return BUILTIN_CHAINS.has(name ?? '') && policy === 'ACCEPT';
     })
   );
-}
-
-/**
- * The snapshot in the form two snapshots are compared in: `# Generated/# Completed`
- * lines (timestamps) are dropped, packet/byte counters zeroed, and tables that hold
- * nothing (only built-in chains with policy ACCEPT and no rules) left out — such a
- * table filters nothing, and the kernel cannot always remove one once it exists
- * (legacy tables stay registered; nft tables are created as a whole by a restore).
- */
-export function normalizeSave(text: string): string {
-  const out: string[] = [];
-  for (const t of parseSave(text)) {
-    if (isEmptyTable(t)) continue;
-    const chainLines = t.chainLines.map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]'));
-    out.push(`*${t.name}`, ...chainLines, ...t.ruleLines, 'COMMIT');
-  }
-  return out.join('\n') + '\n';
 }
 
 /** Tables sorted the way tpctl writes them (own tables first in packet order, then others by name). */

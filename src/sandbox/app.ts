@@ -11,35 +11,8 @@
  * {"via":"<via>-dns",...} from the address it was sent to (one socket per address,
  * so replies never leave from another local address).
  */
-import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { echoUntilEnd, emit, exitAfter, hostPort, parsePorts } from './wire.js';
-
-function listenTcp(via: string, port: number, host: string): Promise<void> {
-  const server = createServer((socket) => {
-    socket.on('error', () => socket.destroy());
-    const greeting = { via, local: hostPort(socket.localAddress, socket.localPort), peer: hostPort(socket.remoteAddress, socket.remotePort) };
-    socket.write(`${JSON.stringify(greeting)}\n`);
-    echoUntilEnd(socket);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new Error(`listen tcp ${hostPort(host, port)}: ${e.message}`)));
-    server.listen({ port, host, ipv6Only: host.includes(':') }, () => resolve());
-  });
-}
-
-function listenUdp(via: string, port: number, host: string): Promise<void> {
-  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  socket.on('message', (_msg, rinfo) => {
-    const reply = { via: `${via}-dns`, local: hostPort(host, port), peer: hostPort(rinfo.address, rinfo.port) };
-    socket.send(JSON.stringify(reply), rinfo.port, rinfo.address);
-  });
-  return new Promise((resolve, reject) => {
-    socket.once('error', (e) => reject(new Error(`bind udp ${hostPort(host, port)}: ${e.message}`)));
-    socket.bind(port, host, () => resolve());
-  });
-}
+import { emit, exitAfter, hostPort, parsePorts, serveTcp, serveUdp } from './wire.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -59,10 +32,14 @@ async function main(): Promise<void> {
   const udpPorts = parsePorts(values.udp);
   // TCP listens on the wildcard addresses: the accepted socket's local address says which was dialled.
   for (const port of tcpPorts) {
-    for (const host of ['0.0.0.0', '::']) await listenTcp(via, port, host);
+    for (const host of ['0.0.0.0', '::']) {
+      await serveTcp(port, host, (socket) => ({ via, local: hostPort(socket.localAddress, socket.localPort), peer: hostPort(socket.remoteAddress, socket.remotePort) }));
+    }
   }
   for (const port of udpPorts) {
-    for (const host of addresses) await listenUdp(via, port, host);
+    for (const host of addresses) {
+      await serveUdp(port, host, (from) => ({ via: `${via}-dns`, local: hostPort(host, port), peer: hostPort(from.address, from.port) }));
+    }
   }
   emit({ ready: via, pid: process.pid, uid: process.getuid?.(), tcp: tcpPorts, udp: udpPorts });
 }

@@ -14,11 +14,10 @@
  * UDP on 127.0.0.1:<dns> and [::1]:<dns> (where redirected DNS arrives) answers
  * each datagram with {"via":"proxy-dns","peer":...,"local":...} — not real DNS.
  */
-import { createSocket } from 'node:dgram';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { originalDestination } from '../host/libc.js';
-import { echoUntilEnd, emit, exitAfter, hostPort } from './wire.js';
+import { emit, exitAfter, hostPort, serveTcp, serveUdp } from './wire.js';
 
 type ListenerName = 'outbound' | 'inbound';
 
@@ -48,30 +47,6 @@ function describeConnection(socket: Socket, listener: ListenerName, listenerPort
   return report;
 }
 
-function listenTcp(port: number, listener: ListenerName, host: string): Promise<Server> {
-  const server = createServer((socket) => {
-    socket.on('error', () => socket.destroy());
-    socket.write(`${JSON.stringify(describeConnection(socket, listener, port))}\n`);
-    echoUntilEnd(socket);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host, ipv6Only: host.includes(':') }, () => resolve(server));
-  });
-}
-
-function listenDns(port: number, host: string): Promise<void> {
-  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  socket.on('message', (_msg, rinfo) => {
-    const reply = { via: 'proxy-dns', peer: hostPort(rinfo.address, rinfo.port), local: hostPort(host, port) };
-    socket.send(JSON.stringify(reply), rinfo.port, rinfo.address);
-  });
-  return new Promise((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind(port, host, () => resolve());
-  });
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -87,11 +62,12 @@ async function main(): Promise<void> {
   const inbound = Number(values.inbound);
   const dns = Number(values.dns);
   for (const host of ['0.0.0.0', '::']) {
-    await listenTcp(outbound, 'outbound', host);
-    await listenTcp(inbound, 'inbound', host);
+    await serveTcp(outbound, host, (socket) => describeConnection(socket, 'outbound', outbound));
+    await serveTcp(inbound, host, (socket) => describeConnection(socket, 'inbound', inbound));
   }
-  await listenDns(dns, '127.0.0.1');
-  await listenDns(dns, '::1');
+  for (const host of ['127.0.0.1', '::1']) {
+    await serveUdp(dns, host, (from) => ({ via: 'proxy-dns', peer: hostPort(from.address, from.port), local: hostPort(host, dns) }));
+  }
   emit({ ready: 'proxy', pid: process.pid, uid: process.getuid?.(), outbound, inbound, dns });
 }
 

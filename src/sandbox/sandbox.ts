@@ -17,7 +17,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { readMounts } from '../host/mounts.js';
+import { findCgroup2Mount as findCgroup2MountOrNone, mountBpffs, readMounts, unmount } from '../host/mounts.js';
 
 export type SandboxHost = 'client' | 'mesh';
 
@@ -106,22 +106,15 @@ export function runIn(
   return runCommand(['nsenter', `--net=/run/netns/${sandbox.netns[host]}`, '--', ...argv], opts);
 }
 
-/** The cgroup v2 mount point, from /proc/self/mountinfo. */
-export function findCgroup2Mount(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string {
-  for (const line of mountinfo.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    if (post.split(' ')[0] === 'cgroup2') {
-      const mountPoint = pre.split(' ')[4];
-      if (mountPoint) return mountPoint.replace(/\\040/g, ' ');
-    }
-  }
-  throw new Error('sandbox: no cgroup2 mount in /proc/self/mountinfo (mount cgroup2 somewhere, e.g. /sys/fs/cgroup/unified)');
+/** The cgroup v2 mount point (src/host/mounts.ts); a sandbox cannot be built without one. */
+export function findCgroup2Mount(): string {
+  const mountPoint = findCgroup2MountOrNone();
+  if (!mountPoint) throw new Error('sandbox: no cgroup2 mount in /proc/self/mountinfo (mount cgroup2 somewhere, e.g. /sys/fs/cgroup/unified)');
+  return mountPoint;
 }
 
 function isMountPoint(path: string): boolean {
-  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
-  return mountinfo.split('\n').some((line) => line.split(' ')[4] === path);
+  return readMounts().some((m) => m.mountPoint === path);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -368,7 +361,7 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
     created.tmpDir = tmpDir;
     const bpffsPath = join(tmpDir, 'bpffs');
     mkdirSync(bpffsPath);
-    await mustRun(['mount', '-t', 'bpf', 'bpf', bpffsPath]);
+    mountBpffs(bpffsPath);
     created.bpffsMounted = true;
     const resolvConfPath = join(tmpDir, 'resolv.conf');
     writeFileSync(resolvConfPath, `# tpctl sandbox ${opts.name}\nnameserver ${v4(1)}\nnameserver ${v6(1)}\n`);
@@ -425,28 +418,14 @@ async function destroySandbox(
   }
 
   if (created.cgroup) {
-    const cg = created.cgroup;
-    // Exiting processes leave the cgroup asynchronously: retry rmdir briefly.
-    let removed = false;
-    for (let i = 0; i < 30 && !removed; i++) {
-      try {
-        rmdirSync(cg);
-        removed = true;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') removed = true;
-        else await sleep(100);
-      }
-    }
-    if (!removed) problems.push(`rmdir ${cg}: still busy (procs: ${readFileSafe(join(cg, 'cgroup.procs')).trim().replace(/\n/g, ',')})`);
+    const { problem } = await rmdirCgroup(created.cgroup);
+    if (problem) problems.push(problem);
     created.cgroup = undefined;
   }
 
   if (created.bpffsMounted && sandbox.bpffsPath) {
-    const r = await runCommand(['umount', sandbox.bpffsPath]);
-    if (r.exitCode !== 0 && isMountPoint(sandbox.bpffsPath)) {
-      const lazy = await runCommand(['umount', '-l', sandbox.bpffsPath]);
-      if (lazy.exitCode !== 0) problems.push(`umount ${sandbox.bpffsPath}: ${lazy.stderr.trim()}`);
-    }
+    const r = await unmountOrDetach(sandbox.bpffsPath);
+    if (r.problem) problems.push(r.problem);
     created.bpffsMounted = false;
   }
 
@@ -466,6 +445,39 @@ function readFileSafe(path: string): string {
     return readFileSync(path, 'utf8');
   } catch {
     return '';
+  }
+}
+
+/**
+ * rmdir of a cgroup, retried briefly: processes that were killed or exited leave it
+ * asynchronously. `removed` is false when it was already gone.
+ */
+async function rmdirCgroup(cg: string): Promise<{ removed: boolean; problem?: string }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      rmdirSync(cg);
+      return { removed: true };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { removed: false };
+      if (attempt === 29) {
+        const procs = readFileSafe(join(cg, 'cgroup.procs')).trim().replace(/\n/g, ',') || 'none';
+        return { removed: false, problem: `rmdir ${cg}: ${errorText(e)} (procs: ${procs})` };
+      }
+      await sleep(100);
+    }
+  }
+}
+
+/** Unmounts `path`; when it is busy, detaches it lazily (umount -l) so the directory can go. */
+async function unmountOrDetach(path: string): Promise<{ how?: 'umount' | 'umount -l'; problem?: string }> {
+  try {
+    unmount(path);
+    return { how: 'umount' };
+  } catch (e) {
+    if (!isMountPoint(path)) return {};
+    const lazy = await runCommand(['umount', '-l', path]);
+    if (lazy.exitCode === 0) return { how: 'umount -l' };
+    return { problem: `umount ${path}: ${lazy.stderr.trim() || errorText(e)}` };
   }
 }
 
@@ -564,11 +576,6 @@ export interface SweepReport {
   problems: string[];
 }
 
-export interface SweepOptions {
-  /** Where sandboxes put their scratch directories; os.tmpdir() by default. */
-  tmpRoot?: string;
-}
-
 /**
  * Removes what sandboxes of dead processes left behind: processes still in their
  * cgroups or network namespaces, bpffs mounts in their temp dirs, the namespaces,
@@ -576,7 +583,7 @@ export interface SweepOptions {
  * is not a running process are touched; a sandbox whose creator lives (or whose pid
  * was reused) is left alone. Needs root.
  */
-export async function sweepStaleSandboxes(opts: SweepOptions = {}): Promise<SweepReport> {
+export async function sweepStaleSandboxes(): Promise<SweepReport> {
   const report: SweepReport = { removed: [], problems: [] };
   const isStale = (name: string, kind: LeftoverKind): boolean => {
     const parsed = parseSandboxName(name, kind);
@@ -596,7 +603,7 @@ export async function sweepStaleSandboxes(opts: SweepOptions = {}): Promise<Swee
         .map((n) => join(cgroupRoot as string, n))
         .filter(isPlainDir)
     : [];
-  const tmpRoot = opts.tmpRoot ?? tmpdir();
+  const tmpRoot = tmpdir();
   const tmpDirs = listNames(tmpRoot)
     .filter((n) => isStale(n, 'tmpdir'))
     .map((n) => join(tmpRoot, n))
@@ -700,41 +707,25 @@ async function unmountBpffsUnder(dir: string, report: SweepReport): Promise<void
     const mounts = mountPointsUnder(dir, 'bpf');
     if (mounts.length === 0) return;
     for (const mnt of mounts) {
-      const r = await runCommand(['umount', mnt]);
-      if (r.exitCode === 0) {
-        report.removed.push(`umount ${mnt}`);
-        continue;
-      }
-      const lazy = await runCommand(['umount', '-l', mnt]);
-      if (lazy.exitCode === 0) report.removed.push(`umount -l ${mnt}`);
-      else {
-        report.problems.push(`umount ${mnt}: ${lazy.stderr.trim() || r.stderr.trim()}`);
+      const r = await unmountOrDetach(mnt);
+      if (r.problem) {
+        report.problems.push(r.problem);
         return;
       }
+      if (r.how) report.removed.push(`${r.how} ${mnt}`);
     }
   }
 }
 
-/** Children first; killed processes leave the cgroup asynchronously, so rmdir is retried briefly. */
+/** Children first. */
 async function removeCgroup(cg: string, report: SweepReport): Promise<void> {
   for (const entry of listNames(cg)) {
     const child = join(cg, entry);
     if (isPlainDir(child)) await removeCgroup(child, report);
   }
-  for (let attempt = 0; attempt < 30; attempt++) {
-    try {
-      rmdirSync(cg);
-      report.removed.push(`cgroup ${cg}`);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      if (attempt === 29) {
-        report.problems.push(`rmdir ${cg}: ${errorText(e)} (procs: ${readFileSafe(join(cg, 'cgroup.procs')).trim().replace(/\n/g, ',') || 'none'})`);
-        return;
-      }
-      await sleep(100);
-    }
-  }
+  const r = await rmdirCgroup(cg);
+  if (r.problem) report.problems.push(r.problem);
+  if (r.removed) report.removed.push(`cgroup ${cg}`);
 }
 
 /** The report as lines for a log: one summary line when something was removed, one line per problem. */

@@ -2,7 +2,8 @@
  * What the sandbox servers and probes say to each other: one JSON object per line.
  * Addresses are written `ip:port`, IPv6 as `[ip]:port`.
  */
-import type { Socket } from 'node:net';
+import { createSocket, type RemoteInfo } from 'node:dgram';
+import { createServer, type Socket } from 'node:net';
 
 export function hostPort(address: string | undefined, port: number | undefined): string {
   if (address === undefined || port === undefined) return '?';
@@ -30,11 +31,34 @@ export function parsePorts(list: string | undefined): number[] {
  * checked later: every line the peer sends is echoed back. The server closes when
  * the peer ends, or after an idle period.
  */
-export function echoUntilEnd(socket: Socket, idleMs = 60_000): void {
+function echoUntilEnd(socket: Socket, idleMs = 60_000): void {
   socket.setTimeout(idleMs, () => socket.destroy());
   socket.on('data', (data) => socket.write(data));
   socket.on('end', () => socket.end());
   socket.on('error', () => socket.destroy());
+}
+
+/** A TCP listener that greets every connection with one JSON line, then echoes (echoUntilEnd). */
+export function serveTcp(port: number, host: string, greeting: (socket: Socket) => unknown): Promise<void> {
+  const server = createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.write(`${JSON.stringify(greeting(socket))}\n`);
+    echoUntilEnd(socket);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(new Error(`listen tcp ${hostPort(host, port)}: ${e.message}`)));
+    server.listen({ port, host, ipv6Only: host.includes(':') }, () => resolve());
+  });
+}
+
+/** A UDP socket bound to host:port that answers every datagram with one JSON object. */
+export function serveUdp(port: number, host: string, answer: (from: RemoteInfo) => unknown): Promise<void> {
+  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  socket.on('message', (_msg, from) => socket.send(JSON.stringify(answer(from)), from.port, from.address));
+  return new Promise((resolve, reject) => {
+    socket.once('error', (e) => reject(new Error(`bind udp ${hostPort(host, port)}: ${e.message}`)));
+    socket.bind(port, host, () => resolve());
+  });
 }
 
 export function emit(obj: unknown): void {

@@ -7,12 +7,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { normalizeIptablesSave } from '../../src/sandbox/harness.js';
+import { REPO_ROOT, buildDist } from '../fixtures/dist.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(root, 'dist/cli.js');
+const cli = join(REPO_ROOT, 'dist', 'cli.js');
 const netns = `tpt-cmd-${process.pid}`;
 const inNs = ['--net=/run/netns/' + netns];
 let bpffs = '';
@@ -23,17 +23,12 @@ async function inNetns(cmd: string[], input?: string) {
 
 const tpctl = (args: string[]) => inNetns(['node', cli, ...args]);
 const natRules = async () => (await inNetns(['iptables-save', '-t', 'nat'])).stdout;
-const withoutCounters = (save: string) =>
-  save
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-    .join('\n');
+const withoutCounters = (save: string) => normalizeIptablesSave(save).join('\n');
 
 beforeAll(async () => {
-  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, reject: false, timeout: 120_000 });
+  await buildDist(cli);
   await execa('ip', ['netns', 'add', netns]);
-  await execa('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+  await inNetns(['ip', 'link', 'set', 'lo', 'up']);
   bpffs = mkdtempSync(join(tmpdir(), `tpt-cmd-bpffs-${process.pid}-`)); // empty: no eBPF state to find
 }, 130_000);
 

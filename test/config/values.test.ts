@@ -12,21 +12,26 @@ function problem(fn: () => unknown): string {
   throw new Error('expected a ValueError');
 }
 
+/** One test per [input, message] pair: `parse` rejects the input with exactly that message. */
+function rejects(parse: (v: unknown) => unknown, cases: Array<[string, string]>): void {
+  it.each(cases)('rejects %s', (input, msg) => {
+    expect(problem(() => parse(input))).toBe(msg);
+  });
+}
+
 describe('ports', () => {
   it('parses 1-65535 from strings and numbers', () => {
     expect(v.parsePort('1')).toBe(1);
     expect(v.parsePort(65535)).toBe(65535);
     expect(v.parsePort(' 15006 ')).toBe(15006);
   });
-  it.each([
+  rejects(v.parsePort, [
     ['0', '"0" is out of range (expected an integer 1-65535)'],
     ['65536', '"65536" is out of range (expected an integer 1-65535)'],
     ['http', '"http" is not a port (expected an integer 1-65535)'],
     ['1.5', '"1.5" is not a port (expected an integer 1-65535)'],
     ['-1', '"-1" is not a port (expected an integer 1-65535)'],
-  ])('rejects %s', (input, msg) => {
-    expect(problem(() => v.parsePort(input))).toBe(msg);
-  });
+  ]);
   it('rejects a boolean or a list from a file', () => {
     expect(problem(() => v.parsePort(true))).toBe('boolean "true" is not allowed here (expected an integer 1-65535)');
     expect(problem(() => v.parsePort([1]))).toBe('a list is not allowed here (expected an integer 1-65535)');
@@ -51,16 +56,14 @@ describe('port lists', () => {
     expect(v.parsePortList('')).toEqual([]);
     expect(v.parsePortList([])).toEqual([]);
   });
-  it.each([
+  rejects(v.parsePortList, [
     ['80,abc', '"abc" is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)'],
     ['90-80', 'range "90-80" is reversed (expected a-b with a ≤ b)'],
     ['1-70000', '"70000" in "1-70000" is out of range (expected an integer 1-65535)'],
     ['1-2-3', '"1-2-3" is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)'],
     ['0', '"0" is out of range (expected an integer 1-65535)'],
     ['-5', '"-5" is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)'],
-  ])('rejects %s', (input, msg) => {
-    expect(problem(() => v.parsePortList(input))).toBe(msg);
-  });
+  ]);
 });
 
 describe('CIDR lists', () => {
@@ -97,7 +100,7 @@ describe('--exclude-outbound-ports-for-uids grammar', () => {
   ])('%s', (input, want) => {
     expect(v.parseUidExclusion(input)).toEqual(want);
   });
-  it.each([
+  rejects(v.parseUidExclusion, [
     ['sctp:53:100', '"sctp:53:100": unknown protocol "sctp" (expected tcp, udp or *)'],
     ['tcp:53:100:1', '"tcp:53:100:1" has too many ":"-separated parts (expected [tcp|udp|*:][ports|*:]uid[-uid], e.g. tcp:53,3000-5000:106-108)'],
     ['tcp:53:*', '"tcp:53:*": uids are missing (expected a uid or a range a-b; * is not allowed for uids)'],
@@ -106,9 +109,7 @@ describe('--exclude-outbound-ports-for-uids grammar', () => {
     ['53:9-1', '"53:9-1": uid range "9-1" is reversed (expected a-b with a ≤ b)'],
     ['99999:5', '"99999:5": "99999" is out of range (expected an integer 1-65535)'],
     ['53:4294967295', '"53:4294967295": "4294967295" is not a uid (expected a uid 0-4294967294 or a range a-b)'],
-  ])('rejects %s', (input, msg) => {
-    expect(problem(() => v.parseUidExclusion(input))).toBe(msg);
-  });
+  ]);
 });
 
 describe('--vnet', () => {
@@ -116,14 +117,12 @@ describe('--vnet', () => {
     expect(v.parseVnet('docker0:172.17.0.1/16')).toEqual({ iface: 'docker0', cidr: { family: 'ipv4', address: '172.17.0.0', prefixLength: 16 } });
     expect(v.parseVnet('br+:fd00::1/64')).toEqual({ iface: 'br+', cidr: { family: 'ipv6', address: 'fd00::', prefixLength: 64 } });
   });
-  it.each([
+  rejects(v.parseVnet, [
     ['docker0', '"docker0" has no CIDR (expected IFACE:CIDR, e.g. docker0:172.17.0.0/16, br+:172.18.0.0/16)'],
     ['docker0:172.17.0.1', '"docker0:172.17.0.1": "172.17.0.1" has no prefix length (expected a CIDR such as 172.17.0.0/16)'],
     ['bad iface:10.0.0.0/8', '"bad iface:10.0.0.0/8": "bad iface" is not an interface name (expected up to 15 of A-Z a-z 0-9 _ . @ -, optionally ending in +)'],
     ['averyveryverylongname:10.0.0.0/8', '"averyveryverylongname:10.0.0.0/8": "averyveryverylongname" is not an interface name (expected up to 15 of A-Z a-z 0-9 _ . @ -, optionally ending in +)'],
-  ])('rejects %s', (input, msg) => {
-    expect(problem(() => v.parseVnet(input))).toBe(msg);
-  });
+  ]);
 });
 
 describe('durations', () => {
@@ -167,14 +166,12 @@ describe('instance IPs', () => {
     expect(v.parseInstanceIps('10.0.0.5,FD00::0005')).toEqual({ ipv4: '10.0.0.5', ipv6: 'fd00::5' });
     expect(v.parseInstanceIps(['fd00::5'])).toEqual({ ipv6: 'fd00::5' });
   });
-  it.each([
+  rejects(v.parseInstanceIps, [
     ['10.0.0.5,10.0.0.6', '"10.0.0.6" is a second IPv4 address (expected one IPv4 and/or one IPv6 address, comma-separated, e.g. 10.0.0.5,fd00::5)'],
     ['10.0.0.0/8', '"10.0.0.0/8" is not an IP address (expected one IPv4 and/or one IPv6 address, comma-separated, e.g. 10.0.0.5,fd00::5)'],
     ['127.0.0.1', '"127.0.0.1" is not a usable instance address (expected the host\'s own unicast address, not loopback, unspecified or multicast)'],
     ['', 'no address given (expected one IPv4 and/or one IPv6 address, comma-separated, e.g. 10.0.0.5,fd00::5)'],
-  ])('rejects %s', (input, msg) => {
-    expect(problem(() => v.parseInstanceIps(input))).toBe(msg);
-  });
+  ]);
 });
 
 describe('user spec', () => {

@@ -116,7 +116,7 @@ describe('eBPF engine lifecycle', () => {
     await expectNothingLeft(sb, tp, qdiscs);
     // Nothing references the programs any more, so the kernel frees them.
     for (const id of progIds) expect(await progFreed(id), `program ${id} still loaded`).toBe(true);
-    // No program of ours survives anywhere (links and the tc filter were the only references).
+    // A second uninstall finds nothing to do.
     const un2 = ok(await sb.uninstall());
     expect(un2.changed).toBe(false);
   });
@@ -220,7 +220,7 @@ describe('eBPF engine lifecycle', () => {
 
   it('keeps a clsact qdisc it did not create', async () => {
     sb = await EbpfSandbox.create('qd');
-    await sb.sh('tc qdisc add dev d0 clsact');
+    await sb.sh(`tc qdisc add dev ${sb.iface} clsact`);
     ok(await sb.install(sb.config()));
     ok(await sb.uninstall());
     expect(await sb.qdiscKinds()).toContain('clsact');
@@ -279,6 +279,22 @@ describe('eBPF engine lifecycle', () => {
     expect(await hits()).toBeGreaterThan(h1);
   });
 
+  it('records the flow of a redirected connect and forgets its socket once closed', async () => {
+    sb = await EbpfSandbox.create('sops');
+    const tp = join(sb.bpffs, 'tp');
+    ok(await sb.install(sb.config()));
+    // A connect from inside the sandbox cgroup to an outside address, redirected to
+    // 127.0.0.1:15001: accepted there (a listener stands in for the proxy), then refused.
+    for (const listening of [true, false]) {
+      const script =
+        "const net=require('net');const go=()=>{const c=net.connect(80,'192.0.2.1',()=>c.end());c.on('error',()=>{});c.on('close',()=>process.exit(0));};" +
+        `if(${listening})net.createServer((s)=>{s.resume();s.end();}).listen(15001,'127.0.0.1',go);else go();setTimeout(()=>process.exit(2),5000).unref();`;
+      await sb.sh(`echo $$ > ${sb.cgroup}/cgroup.procs && exec ${process.execPath} -e "${script}"`);
+      expect(await mapDump(join(tp, 'tp_orig_dst_v1')), 'the closed socket left its cookie entry').toEqual([]);
+      expect(await mapDump(join(tp, 'tp_flow_v1'))).toHaveLength(listening ? 1 : 2);
+    }
+  });
+
   it('refuses a cgroup path outside the cgroup2 mount and changes nothing', async () => {
     sb = await EbpfSandbox.create('pre');
     const cfg = sb.config();
@@ -298,7 +314,7 @@ describe('eBPF engine lifecycle', () => {
     const r3 = await sb.install(cfg3);
     expect(r3.error?.oneLine).toContain('nope0: no such interface');
 
-    await sb.sh('ip link set d0 down');
+    await sb.sh(`ip link set ${sb.iface} down`);
     // IPv6 addresses leave a downed link; the IPv4 one stays, so preflight reaches the interface check.
     const cfg4 = sb.config();
     cfg4.ebpf.instanceIp = { ipv4: cfg4.ebpf.instanceIp.ipv4 };

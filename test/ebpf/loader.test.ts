@@ -2,14 +2,14 @@
  * Load failures carry libbpf's own words: the failing program always, the
  * verifier log with --verbose (root: loads into a private bpffs).
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAndLoad } from '../../src/ebpf/loader.js';
 import { LibbpfError } from '../../src/errors.js';
-import { PREBUILT } from './sandbox.js';
+import { PREBUILT, compileBpf } from './sandbox.js';
 
 let dir = '';
 let bpffs = '';
@@ -23,9 +23,9 @@ beforeAll(async () => {
   mkdirSync(objects);
   for (const f of ['sock_addr.bpf.o', 'sockopt.bpf.o', 'tc.bpf.o']) copyFileSync(join(PREBUILT, f), join(objects, f));
   // A sockops program the verifier rejects: it returns an unbounded value (sockops must return 0 or 1).
-  const src = join(dir, 'sockops.bpf.c');
-  writeFileSync(
-    src,
+  await compileBpf(
+    objects,
+    'sockops',
     `#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u32); __uint(max_entries, 1); } bad_m SEC(".maps");
@@ -34,8 +34,6 @@ int tp_sockops(struct bpf_sock_ops *ctx) { __u32 k = 0; __u32 *v = bpf_map_looku
 char LICENSE[] SEC("license") = "GPL";
 `,
   );
-  const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', join(objects, 'sockops.bpf.o')]);
 }, 60_000);
 
 afterAll(async () => {

@@ -1,19 +1,19 @@
 /**
- * A private sandbox for the privileged eBPF tests: its own network namespace
- * (veth pair d0/d1 with the instance addresses on d0), its own child cgroup under
- * the cgroup2 mount, and its own bpffs mount. The engine is called from a child
- * process entered into the namespace (`nsenter --net`), because tc attaches in
- * the caller's network namespace. destroy() removes everything, even after a
- * failed test.
+ * The privileged eBPF tests' sandbox: src/sandbox/sandbox.ts's two-host network
+ * (the engine runs on the mesh host, whose veth carries the instance addresses), its
+ * child cgroup and its bpffs mount, plus what these tests need on top: running the
+ * built engine in the mesh host's network namespace (`nsenter --net`, because tc
+ * attaches in the caller's namespace) and bpftool/tc views of what is attached.
+ * destroy() removes everything, even after a failed test.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { defaultConfig } from '../fixtures/config.js';
-import { findCgroup2Mount, readMounts } from '../../src/host/mounts.js';
+import { readMounts } from '../../src/host/mounts.js';
+import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 
 export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'ebpf', 'index.js');
@@ -24,8 +24,8 @@ export function buildDist(): Promise<void> {
   return buildDistOnce(ENGINE_MODULE);
 }
 
-export const IP4 = '10.77.0.2';
-export const IP6 = 'fd77::2';
+const IP4 = '10.77.0.2';
+const IP6 = 'fd77::2';
 
 export function baseConfig(over: { bpffsPath: string; cgroupPath: string }): TransparentProxyConfig {
   const cfg = defaultConfig();
@@ -64,46 +64,28 @@ try {
 }
 `;
 
-let counter = 0;
-
 export class EbpfSandbox {
+  readonly name: string;
   readonly netnsPath: string;
+  /** The mesh host's interface, holding the instance addresses. */
+  readonly iface: string;
   readonly cgroup: string;
   /** Our own bpffs mount; the engine pins under `${bpffs}/tp` unless a test says otherwise. */
   readonly bpffs: string;
-  private mountedOwn = false;
+  /** Scratch directory (holds the bpffs mount), removed by destroy(). */
+  readonly dir: string;
 
-  private constructor(
-    readonly name: string,
-    readonly dir: string,
-    cgroupRoot: string,
-  ) {
-    this.netnsPath = `/run/netns/${name}`;
-    this.cgroup = join(cgroupRoot, name);
-    this.bpffs = join(dir, 'bpffs');
+  private constructor(private readonly sandbox: Sandbox) {
+    this.name = sandbox.name;
+    this.netnsPath = `/run/netns/${sandbox.netns.mesh}`;
+    this.iface = sandbox.iface.mesh;
+    this.cgroup = sandbox.cgroupPath;
+    this.bpffs = sandbox.bpffsPath;
+    this.dir = sandbox.tmpDir;
   }
 
   static async create(tag: string): Promise<EbpfSandbox> {
-    const cgroupRoot = findCgroup2Mount(readMounts());
-    if (!cgroupRoot) throw new Error('no cgroup2 mount');
-    const name = `tpt-ebpf-${tag}-${process.pid}-${++counter}`;
-    const sb = new EbpfSandbox(name, mkdtempSync(join(tmpdir(), `${name}-`)), cgroupRoot);
-    try {
-      await execa('ip', ['netns', 'add', name], { timeout: 10_000 });
-      await sb.sh(
-        'ip link set lo up && ip link add d0 type veth peer name d1 && ' +
-          `ip addr add ${IP4}/24 dev d0 && ip -6 addr add ${IP6}/64 dev d0 nodad && ` +
-          'ip link set d1 up && ip link set d0 up',
-      );
-      mkdirSync(sb.cgroup);
-      mkdirSync(sb.bpffs);
-      await execa('mount', ['-t', 'bpf', 'bpf', sb.bpffs], { timeout: 10_000 });
-      sb.mountedOwn = true;
-    } catch (e) {
-      await sb.destroy();
-      throw e;
-    }
-    return sb;
+    return new EbpfSandbox(await createSandbox({ name: `tpe2e-ebpf-${tag}-${process.pid}` }));
   }
 
   /** Runs a shell command inside the sandbox's network namespace. */
@@ -113,7 +95,9 @@ export class EbpfSandbox {
   }
 
   config(over: { bpffsPath?: string } = {}): TransparentProxyConfig {
-    return baseConfig({ bpffsPath: over.bpffsPath ?? join(this.bpffs, 'tp'), cgroupPath: this.cgroup });
+    const cfg = baseConfig({ bpffsPath: over.bpffsPath ?? join(this.bpffs, 'tp'), cgroupPath: this.cgroup });
+    cfg.ebpf.instanceIp = { ipv4: this.sandbox.ipv4.mesh, ipv6: this.sandbox.ipv6.mesh };
+    return cfg;
   }
 
   async run(op: 'install' | 'uninstall', arg: unknown, env: Record<string, string> = {}, netnsPath = this.netnsPath): Promise<EngineRun> {
@@ -145,12 +129,12 @@ export class EbpfSandbox {
   }
 
   async tcFilters(): Promise<Array<Record<string, unknown>>> {
-    const out = await this.sh('tc -j filter show dev d0 ingress');
+    const out = await this.sh(`tc -j filter show dev ${this.iface} ingress`);
     return JSON.parse(out || '[]') as Array<Record<string, unknown>>;
   }
 
   async qdiscKinds(): Promise<string[]> {
-    const out = await this.sh('tc -j qdisc show dev d0');
+    const out = await this.sh(`tc -j qdisc show dev ${this.iface}`);
     return (JSON.parse(out || '[]') as Array<{ kind: string }>).map((q) => q.kind);
   }
 
@@ -162,26 +146,18 @@ export class EbpfSandbox {
 
   async destroy(): Promise<void> {
     const problems: string[] = [];
-    const step = async (what: string, fn: () => Promise<unknown> | unknown): Promise<void> => {
+    // A bpffs the engine mounted itself under our dir (and failed to remove) is not the
+    // sandbox's: unpin (which detaches) and unmount it first, or the dir cannot go.
+    for (const mnt of this.bpfMountsUnder().filter((m) => m !== this.bpffs).reverse()) {
       try {
-        await fn();
+        removePins(mnt);
+        await execa('umount', [mnt], { timeout: 10_000 });
       } catch (e) {
-        problems.push(`${what}: ${(e as Error).message}`);
+        problems.push(`umount ${mnt}: ${(e as Error).message}`);
       }
-    };
-    // Links pinned anywhere under our dir: unpinning them detaches the programs.
-    for (const mnt of this.bpfMountsUnder().reverse()) {
-      await step(`unpin ${mnt}`, () => removePins(mnt));
-      await step(`umount ${mnt}`, () => execa('umount', [mnt], { timeout: 10_000 }));
     }
-    await step('netns', async () => {
-      if (existsSync(this.netnsPath)) await execa('ip', ['netns', 'del', this.name], { timeout: 10_000 });
-    });
-    await step('cgroup', () => {
-      if (existsSync(this.cgroup)) rmdirSync(this.cgroup);
-    });
-    await step('dir', () => rmSync(this.dir, { recursive: true, force: true }));
-    void this.mountedOwn;
+    // The sandbox's own bpffs: unmounting it drops the engine's pins, detaching its links.
+    await this.sandbox.destroy().catch((e: unknown) => problems.push((e as Error).message));
     if (problems.length > 0) throw new Error(`sandbox ${this.name} cleanup: ${problems.join('; ')}`);
   }
 }
@@ -198,15 +174,24 @@ function removePins(dir: string): void {
   }
 }
 
+/** Compiles a test's own small BPF C program into dir/<name>.bpf.o and returns that path. */
+export async function compileBpf(dir: string, name: string, source: string): Promise<string> {
+  const src = join(dir, `${name}.bpf.c`);
+  const obj = join(dir, `${name}.bpf.o`);
+  writeFileSync(src, source);
+  const arch = String((await execa('uname', ['-m'])).stdout).trim();
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: 60_000 });
+  return obj;
+}
+
 /**
  * A throwaway "foreign" program (someone else's connect4 hook that allows every
  * connect and counts them), built into dir with clang. Returns the object path.
  */
-export async function buildForeignObject(dir: string): Promise<string> {
-  const src = join(dir, 'foreign.bpf.c');
-  const obj = join(dir, 'foreign.bpf.o');
-  writeFileSync(
-    src,
+export function buildForeignObject(dir: string): Promise<string> {
+  return compileBpf(
+    dir,
+    'foreign',
     `#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64); __uint(max_entries, 1); } foreign_hits SEC(".maps");
@@ -220,11 +205,4 @@ int foreign_c4(struct bpf_sock_addr *ctx) {
 char LICENSE[] SEC("license") = "GPL";
 `,
   );
-  const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: 60_000 });
-  return obj;
-}
-
-export function readText(path: string): string {
-  return readFileSync(path, 'utf8');
 }

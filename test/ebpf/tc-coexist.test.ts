@@ -9,9 +9,8 @@
  * counting program compiled at test time; uninstall must remove exactly our filter
  * and leave the foreign one attached and counting.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TC_PRIORITY } from '../../src/ebpf/spec.js';
 import {
@@ -20,7 +19,7 @@ import {
 } from '../../src/sandbox/harness.js';
 import { createSandbox, runCommand, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
-import { buildDist } from './sandbox.js';
+import { buildDist, compileBpf } from './sandbox.js';
 
 /** The preference `tc filter add` gives a filter when none is asked for. */
 const FOREIGN_PREF = 49152;
@@ -112,11 +111,7 @@ async function must(what: string, r: Promise<{ exitCode: number; stdout: string;
 
 /** Compiles the counting program, loads it into the sandbox bpffs and attaches it behind ours. */
 async function attachForeignTcFilter(s: Sandbox): Promise<{ counters: string }> {
-  const src = join(s.tmpDir, 'foreign_tc.bpf.c');
-  const obj = join(s.tmpDir, 'foreign_tc.bpf.o');
-  writeFileSync(src, FOREIGN_SOURCE);
-  const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await must('clang', runCommand(['clang', '-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeoutMs: 60_000 }));
+  const obj = await compileBpf(s.tmpDir, 'foreign_tc', FOREIGN_SOURCE);
   const pinDir = join(s.bpffsPath, 'foreign');
   mkdirSync(pinDir);
   const prog = join(pinDir, 'foreign_tc');

@@ -11,7 +11,7 @@ import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { renderIptablesFirewalld } from '../../src/iptables/index.js';
 import { defaultConfig, everyFlagConfig } from './fixtures.js';
 import { probeTraffic } from './traffic-probe.js';
-import { buildDist, foreignRules, Netns, runEngine, snapshot, uninstallConfig } from './run-in-netns.js';
+import { buildDist, type EngineOutcome, foreignRules, Netns, runEngine, snapshot, uninstallConfig } from './run-in-netns.js';
 
 const BACKENDS = ['nft', 'legacy'] as const;
 
@@ -47,6 +47,13 @@ async function expectOk(p: ReturnType<typeof runEngine>) {
   const out = await p;
   if (!out.ok) throw new Error(`engine failed: ${out.error.message}`);
   return out.result;
+}
+
+/** The engine failed with an error of class `name` whose message matches `message` (a substring or a pattern). */
+function expectFailure(out: EngineOutcome, name: string, message: string | RegExp): void {
+  if (out.ok) throw new Error('expected the engine to fail, it succeeded');
+  expect(out.error.name).toBe(name);
+  expect(out.error.message).toMatch(message);
 }
 
 for (const backend of BACKENDS) {
@@ -110,11 +117,7 @@ for (const backend of BACKENDS) {
       const out = await runEngine(ns, 'install', withBackend(everyFlagConfig(), backend), {
         env: { TPCTL_FAIL_AT: 'after-ipv4' },
       });
-      expect(out.ok).toBe(false);
-      if (!out.ok) {
-        expect(out.error.name).toBe('EngineError');
-        expect(out.error.message).toMatch(/^install failed: .*; the host was restored to its previous rules$/);
-      }
+      expectFailure(out, 'EngineError', /^install failed: .*; the host was restored to its previous rules$/);
       expect(await snapshot(ns, backend)).toEqual(before);
     });
 
@@ -247,11 +250,7 @@ describe('iptables engine: backend detection and extras', () => {
     expect(again.lines.join('\n')).toContain('iptables (nft)');
     const legacyBefore = await snapshot(ns, 'legacy');
     const forced = await runEngine(ns, 'install', withBackend(defaultConfig(), 'legacy'));
-    expect(forced.ok).toBe(false);
-    if (!forced.ok) {
-      expect(forced.error.name).toBe('PreflightError');
-      expect(forced.error.message).toContain('iptables-nft');
-    }
+    expectFailure(forced, 'PreflightError', 'iptables-nft');
     expect(await snapshot(ns, 'legacy')).toEqual(legacyBefore);
   });
 
@@ -283,11 +282,7 @@ describe('iptables engine: backend detection and extras', () => {
     const out = await runEngine(ns, 'install', defaultConfig(), {
       wrapper: ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--'],
     });
-    expect(out.ok).toBe(false);
-    if (!out.ok) {
-      expect(out.error.name).toBe('PrivilegeError');
-      expect(out.error.message).toContain('CAP_NET_ADMIN');
-    }
+    expectFailure(out, 'PrivilegeError', 'CAP_NET_ADMIN');
     expect(await snapshot(ns, 'nft')).toEqual(before);
   });
 
