@@ -20,10 +20,14 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Another process that takes the lock, says "held", and keeps it for holdMs. */
-function holdLock(path: string, holdMs: number): Promise<ChildProcess> {
+/**
+ * Another process that takes the lock, says "held", keeps it for holdMs and, when
+ * doneMarker is given, creates that file as the last step inside its critical section.
+ */
+function holdLock(path: string, holdMs: number, doneMarker?: string): Promise<ChildProcess> {
+  const markDone = doneMarker ? `(await import('node:fs')).writeFileSync(${JSON.stringify(doneMarker)}, 'done');` : '';
   const script = `import { withHostLock } from ${JSON.stringify(LOCK_MODULE)};
-await withHostLock('install transparent-proxy', async () => { console.log('held'); await new Promise((r) => setTimeout(r, ${holdMs})); }, { path: ${JSON.stringify(path)} });`;
+await withHostLock('install transparent-proxy', async () => { console.log('held'); await new Promise((r) => setTimeout(r, ${holdMs})); ${markDone} }, { path: ${JSON.stringify(path)} });`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   holder = child;
   return new Promise((resolve, reject) => {
@@ -62,9 +66,12 @@ describe('withHostLock', () => {
   it('waits for a running tpctl to finish, then runs', async () => {
     dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
     const path = join(dir, 'tpctl.lock');
-    const child = await holdLock(path, 700);
+    const marker = join(dir, 'holder-done');
+    const child = await holdLock(path, 700, marker);
     const exited = new Promise((r) => child.once('exit', r));
-    const result = await withHostLock('install transparent-proxy', async () => (child.exitCode === null ? 'overlapped' : 'after'), {
+    // The holder may still be exiting when it has released the lock; what must not
+    // happen is our critical section starting before the holder's has ended.
+    const result = await withHostLock('install transparent-proxy', async () => (existsSync(marker) ? 'after' : 'overlapped'), {
       path,
       timeoutMs: 10_000,
       pollMs: 20,
