@@ -15,7 +15,7 @@ BPF_HDR := $(wildcard bpf/include/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu \
 	-fdebug-prefix-map=$(CURDIR)=. -fno-ident
 
-.PHONY: build deps deps-apt deps-npm bpf bpf-check test test-unit demo bench clean
+.PHONY: build typecheck deps deps-apt deps-npm bpf bpf-check test test-unit demo bench clean
 
 deps: deps-apt deps-npm
 
@@ -41,6 +41,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 build: deps-npm
 	npx tsc -p tsconfig.json
 
+# Type-checks the tests too (tsconfig.test.json: src + test, no output).
+typecheck: deps-npm
+	npx tsc -p tsconfig.test.json
+
 bpf/prebuilt/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p bpf/prebuilt
 	clang $(BPF_CFLAGS) -c $< -o $@
@@ -58,12 +62,18 @@ bpf-check:
 	if [ -n "$$stale" ]; then echo "stale bpf/prebuilt objects:$$stale (run make bpf and commit)"; exit 1; fi; \
 	echo "bpf/prebuilt objects are up to date"
 
-test: deps build bpf-check
+test: deps build typecheck bpf-check
 	@mkdir -p reports; rm -f reports/vitest.json
 	npx vitest run; rc=$$?; node scripts/test-summary.mjs reports/vitest.json; exit $$rc
 
-test-unit: build
-	npx vitest run test/config test/iptables test/ebpf/object.test.ts
+# Only the tests that need no root (checked by running them as nobody).
+UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
+	test/host/resolvconf.test.ts test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
+	test/iptables/save.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts \
+	test/sandbox/harness.test.ts
+
+test-unit: build typecheck
+	npx vitest run $(UNIT_TESTS)
 
 demo: deps build
 	node dist/sandbox/demo.js $(DEMO_ARGS)
