@@ -15,6 +15,11 @@
  * nothing to report anyway. tp_orig_dst_v1 then holds live sockets (plus UDP ones,
  * which have no close hook) and its LRU evicts nothing useful. tp_flow_v1 entries
  * stay: the proxy may still ask after the client has gone.
+ *
+ * TCP_LISTEN_CB (every listen() in the cgroup, no flag needed): a socket that starts
+ * listening on inbound_port in tpctl's network namespace becomes the inbound listener
+ * sk_lookup hands new connections to (tp_listener_v1; see sk_lookup.bpf.c). Any uid,
+ * as under iptables, whose REDIRECT reaches whatever listens on that port.
  */
 #include "helpers.h"
 
@@ -44,6 +49,26 @@ static __always_inline void remember_flow(struct bpf_sock_ops *skops)
 	bpf_map_update_elem(&tp_flow_v1, &key, orig, BPF_ANY);
 }
 
+static __always_inline void register_listener(struct bpf_sock_ops *skops)
+{
+	struct tp_config *cfg = tp_config();
+	__u32 zero = 0, key;
+	__u64 *netns;
+
+	if (!cfg || cfg->inbound_port == 0 || skops->local_port != cfg->inbound_port)
+		return;
+	netns = bpf_map_lookup_elem(&tp_netns_v1, &zero);
+	if (!netns || *netns == 0 || bpf_get_netns_cookie(skops) != *netns)
+		return;
+	if (skops->family == TP_AF_INET)
+		key = TP_LISTENER_INET;
+	else if (skops->family == TP_AF_INET6)
+		key = TP_LISTENER_INET6;
+	else
+		return;
+	bpf_sock_map_update(skops, &tp_listener_v1, &key, BPF_ANY);
+}
+
 SEC("sockops")
 int tp_sockops(struct bpf_sock_ops *skops)
 {
@@ -52,6 +77,9 @@ int tp_sockops(struct bpf_sock_ops *skops)
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		remember_flow(skops);
+		break;
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		register_listener(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		/* args[1] is the new state; a CLOSEd socket has no peer to report */

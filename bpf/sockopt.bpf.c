@@ -114,3 +114,84 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 		return answer_ip(ctx, answer);
 	return answer_ipv6(ctx, answer);
 }
+
+/*
+ * cgroup/setsockopt: an ordinary application must not choose its own route. A
+ * routing header (IPV6_RTHDR, or one inside RFC 2292's IPV6_2292PKTOPTIONS block) or
+ * an IPv4 source route (LSRR/SSRR in IP_OPTIONS) makes the kernel send the packets to
+ * the first hop of the route, not to the address the connect/sendmsg hooks rewrote,
+ * so the redirect is bypassed. For every uid but the proxy's these options are
+ * refused with EPERM (the return value 0); other IP options pass. What a setsockopt
+ * cannot see (the same headers as sendmsg ancillary data) is dropped by
+ * cgroup_skb/egress (egress.bpf.c).
+ */
+#define TP_IP_OPTIONS          4
+#define TP_IPV6_2292PKTOPTIONS 6
+#define TP_IPV6_RTHDR          57
+#define TP_IPOPT_END           0
+#define TP_IPOPT_NOOP          1
+#define TP_IPOPT_LSRR          0x83
+#define TP_IPOPT_SSRR          0x89
+#define TP_IPOPT_MAX_LEN       40
+/* As in egress.bpf.c: a block of more options than this is treated as source-routed. */
+#define TP_IPOPT_WALK          8
+#define TP_REFUSE              0
+/* Larger buffers reach the program truncated to a page; optlen 0 tells the kernel to
+ * use the caller's own buffer (a program that leaves a larger optlen gets EFAULT on
+ * 5.x kernels). */
+#define TP_SOCKOPT_PAGE        4096
+
+/* Does an IP_OPTIONS block hold a loose or strict source route? */
+static __always_inline int has_source_route(struct bpf_sockopt *ctx)
+{
+	__u8 *opt = ctx->optval;
+	__u8 *end = ctx->optval_end;
+	__u32 off = 0;
+	int i;
+
+	for (i = 0; i < TP_IPOPT_WALK; i++) {
+		__u8 *p = opt + off;
+		__u8 type, len;
+
+		if (off >= TP_IPOPT_MAX_LEN || (long)off >= ctx->optlen || p + 2 > end) {
+			/* a lone last byte can only be END or NOP */
+			return 0;
+		}
+		type = p[0];
+		if (type == TP_IPOPT_END)
+			return 0;
+		if (type == TP_IPOPT_NOOP) {
+			off++;
+			continue;
+		}
+		if (type == TP_IPOPT_LSRR || type == TP_IPOPT_SSRR)
+			return 1;
+		len = p[1];
+		if (len < 2)
+			return 0; /* malformed: the kernel refuses it itself */
+		off += len;
+	}
+	return 1;
+}
+
+static __always_inline int route_option(struct bpf_sockopt *ctx)
+{
+	if (ctx->level == TP_SOL_IPV6)
+		return ctx->optname == TP_IPV6_RTHDR || ctx->optname == TP_IPV6_2292PKTOPTIONS;
+	if (ctx->level == TP_SOL_IP && ctx->optname == TP_IP_OPTIONS)
+		return has_source_route(ctx);
+	return 0;
+}
+
+SEC("cgroup/setsockopt")
+int tp_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct tp_config *cfg = tp_config();
+
+	if (cfg && cfg->flags != 0 && route_option(ctx) &&
+	    (__u32)bpf_get_current_uid_gid() != cfg->proxy_uid)
+		return TP_REFUSE;
+	if (ctx->optlen > TP_SOCKOPT_PAGE)
+		ctx->optlen = 0;
+	return TP_ALLOW;
+}

@@ -33,6 +33,10 @@
 #define TP_F_IPV4     (1u << 1) /* redirect IPv4 */
 #define TP_F_IPV6     (1u << 2) /* redirect IPv6 (dualstack mode) */
 
+/* Keys of tp_listener_v1 (SOCKMAP: value = socket). */
+#define TP_LISTENER_INET  0
+#define TP_LISTENER_INET6 1
+
 /* Value of the single-entry array map tp_cfg_v1 (key 0). */
 struct tp_config {
 	__u32 proxy_uid;        /* connections of this uid are never touched */

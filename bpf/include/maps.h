@@ -2,7 +2,7 @@
 /*
  * maps.h — every map of tpctl, defined once and included by every program object.
  *
- * Each object carries all twelve definitions (the unused ones cost nothing) and every
+ * Each object carries every definition (the unused ones cost nothing) and every
  * map is pinned by name, so libbpf creates a map on the first load and every later
  * object — and every later install — reuses the pinned one under the bpffs path.
  * That is what lets the controller update settings in place and lets the programs of
@@ -139,5 +139,30 @@ struct {
 	__uint(max_entries, 256);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tp_dns_srv6_v1 SEC(".maps");
+
+/* The proxy's inbound listener, for the sk_lookup program: key 0 = the AF_INET
+ * listener, key 1 = the AF_INET6 one (a dual-stack [::] listener takes IPv4 too).
+ * Filled by sockops at TCP_LISTEN_CB for a socket listening on inbound_port in this
+ * network namespace, and by the controller at install for a listener that already
+ * exists. The kernel removes a socket from the map when it closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 2);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_listener_v1 SEC(".maps");
+
+/* Key 0: cookie of the network namespace tpctl was installed in (written by the
+ * controller). cgroup hooks run for sockets of every namespace; sockops registers
+ * only listeners of this one, so sk_lookup never hands a packet to a socket of
+ * another namespace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_netns_v1 SEC(".maps");
 
 #endif /* TP_MAPS_H */

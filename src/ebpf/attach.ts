@@ -12,6 +12,7 @@ import {
   ENODEV,
   ENOENT,
   attachCgroupPinned,
+  attachNetnsPinned,
   detachPinnedLink,
   programFd,
   tcAttachIngress,
@@ -50,6 +51,16 @@ export function attachCgroupProgram(
     attachCgroupPinned(loaded.program(prog.name), cgroupFd, pin);
   } finally {
     closeSync(cgroupFd);
+  }
+}
+
+/** Attaches one network-namespace program (sk_lookup) to this process's netns and pins its link at `pin`. */
+export function attachNetnsProgram(loaded: LoadedObjects, prog: ProgramSpec, pin: string): void {
+  const netnsFd = openSync('/proc/self/ns/net', 'r');
+  try {
+    attachNetnsPinned(loaded.program(prog.name), netnsFd, pin);
+  } finally {
+    closeSync(netnsFd);
   }
 }
 

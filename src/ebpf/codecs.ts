@@ -243,7 +243,7 @@ export const u32Key: Codec<number> = {
   },
 };
 
-/** __u64 socket cookie, host order (tp_orig_dst_v1 key). */
+/** __u64, host order: a socket cookie (tp_orig_dst_v1 key), the netns cookie (tp_netns_v1 value). */
 export const cookieKey: Codec<bigint> = {
   cType: '__u64',
   size: 8,
@@ -258,6 +258,8 @@ export const cookieKey: Codec<bigint> = {
     return LE ? b.readBigUInt64LE(0) : b.readBigUInt64BE(0);
   },
 };
+
+export const u64Value = cookieKey;
 
 /** __u8 flag value of the set-like maps. */
 export const u8Value: Codec<number> = {

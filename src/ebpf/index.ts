@@ -29,7 +29,9 @@ import {
 } from './spec.js';
 import { openAndLoad, type LoadedObjects } from './loader.js';
 import { mapPinPath, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
-import { currentNetns, attachCgroupProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
+import { registerListeners } from './listeners.js';
+import { netnsCookie } from '../host/libc.js';
+import { currentNetns, attachCgroupProgram, attachNetnsProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
 import { tcHookDestroy } from './libbpf.js';
 import { hasState, readState, removeState, statePinPath, writeState, type EbpfState } from './state.js';
 
@@ -135,6 +137,13 @@ function freshInstall(
       links.push({ program: prog.name, pin });
     }
     lines.push(`attached ${links.length} programs to cgroup ${target.cgroupPath}`);
+    for (const prog of spec.programs.filter((x) => x.hook === 'netns')) {
+      const pin = linkPinPath(bpffs.path, prog.name);
+      attachNetnsProgram(loaded, prog, pin);
+      journal.add(`attach ${prog.name}`, () => detachLink(pin));
+      links.push({ program: prog.name, pin });
+      lines.push(`attached ${prog.name} to network namespace ${currentNetns()}`);
+    }
     failAt('after-cgroup-attach');
 
     let tc: EbpfState['tc'];
@@ -146,6 +155,7 @@ function freshInstall(
       journal.add(`tc filter on ${iface}`, () => undoTcAttach(ifindex));
       lines.push(`attached tp_tc_ingress to ${iface} ingress (handle 0x${tc.handle.toString(16)}, priority ${tc.priority})`);
     }
+    if (spec.inbound) lines.push(...registerListeners(bpffs.path, cfg.inbound.port, cfg.kumaDpUser.uid));
     failAt('after-tc-attach');
 
     const state: EbpfState = {
@@ -176,12 +186,13 @@ function freshInstall(
   }
 }
 
-function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logger): EngineResult {
+function updateInPlace(cfg: TransparentProxyConfig, state: EbpfState, spec: EbpfSpec, hash: string, log: Logger): EngineResult {
   const bpffsPath = state.target.bpffsPath;
   const names = spec.maps.map((m) => m.name);
   const before = snapshotMaps(bpffsPath, names);
   try {
     const r = syncMaps(bpffsPath, spec.maps);
+    const listeners = spec.inbound ? registerListeners(bpffsPath, cfg.inbound.port, cfg.kumaDpUser.uid) : [];
     // An in-place update has no attach steps of its own; the fault points fire once
     // its real change (the maps) is made, so tests can prove the rollback.
     failAt('after-cgroup-attach');
@@ -189,7 +200,7 @@ function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logg
     writeState({ ...state, configHash: hash, installedAt: new Date().toISOString() });
     return {
       changed: true,
-      lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`],
+      lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`, ...listeners],
     };
   } catch (e) {
     try {
@@ -206,7 +217,7 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
   if (cfg.dryRun) return { changed: false, lines: describeEbpfPlan(cfg).split('\n') };
 
   const pre = await preflightInstall(cfg);
-  const spec = buildEbpfSpec(cfg, pre.hostHasIpv6);
+  const spec = buildEbpfSpec(cfg, pre.hostHasIpv6, netnsCookie());
   for (const w of spec.warnings) log.warn(w);
   const hash = configHash(spec, pre.target);
 
@@ -219,7 +230,7 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
     }
     const programs = spec.programs.map((x) => x.name);
     if (intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs })) {
-      return updateInPlace(existing, spec, hash, log);
+      return updateInPlace(cfg, existing, spec, hash, log);
     }
     // Attach points changed (or the install was damaged): replace it entirely.
     log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');

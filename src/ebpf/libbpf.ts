@@ -105,6 +105,7 @@ export function libbpf(): Binding {
     map_value_size: 'uint32_t bpf_map__value_size(const bpf_map *map)',
     map_max_entries: 'uint32_t bpf_map__max_entries(const bpf_map *map)',
     attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
+    attach_netns: 'bpf_link *bpf_program__attach_netns(const bpf_program *prog, int netns_fd)',
     link_pin: 'int bpf_link__pin(bpf_link *link, const char *path)',
     link_destroy: 'int bpf_link__destroy(bpf_link *link)',
     link_detach: 'int bpf_link_detach(int link_fd)',
@@ -285,6 +286,19 @@ export function attachCgroupPinned(p: ProgramInfo, cgroupFd: number, pinPath: st
   b.link_destroy!(link);
 }
 
+/** Attaches a network-namespace program (sk_lookup) with a bpf_link and pins it, as attachCgroupPinned does. */
+export function attachNetnsPinned(p: ProgramInfo, netnsFd: number, pinPath: string): void {
+  const b = libbpf();
+  const link = checkPtr('bpf_program__attach_netns', b.attach_netns!(p.handle, netnsFd), p.name);
+  try {
+    checkRet('bpf_link__pin', b.link_pin!(link, pinPath), pinPath);
+  } catch (e) {
+    b.link_destroy!(link);
+    throw e;
+  }
+  b.link_destroy!(link);
+}
+
 /** Force-detaches the link behind a pinned path (even if someone else holds an fd). */
 export function detachPinnedLink(pinPath: string): void {
   const fd = objGet(pinPath);
@@ -305,7 +319,7 @@ export function objPin(fd: number, path: string): void {
   checkRet('bpf_obj_pin', libbpf().obj_pin!(fd, path), path);
 }
 
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
 export const BPF_F_NO_PREALLOC = 1;
 export const BPF_ANY = 0;
 

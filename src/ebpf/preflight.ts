@@ -16,11 +16,12 @@ import { libbpf } from './libbpf.js';
 import { OBJECT_FILES, type AttachTarget } from './spec.js';
 
 /**
- * 5.8: the cgroup/getpeername4|6 hooks arrived in 5.8 (bpf_link for cgroups in 5.7,
- * bpf_sk_assign at tc ingress in 5.7). The architecture guide said 5.7; loading
- * tp_getpeername* fails on 5.7, so the preflight asks for what the programs need.
+ * 5.15: the sockops program registers the inbound listener for sk_lookup only when it
+ * belongs to tpctl's network namespace, which needs bpf_get_netns_cookie in sockops
+ * (5.15; the controller reads its own cookie with SO_NETNS_COOKIE, 5.14). The other
+ * floors are lower: sk_lookup 5.9, cgroup/getpeername4|6 5.8, cgroup/setsockopt 5.3.
  */
-export const MIN_KERNEL = { major: 5, minor: 8 } as const;
+export const MIN_KERNEL = { major: 5, minor: 15 } as const;
 
 export interface BpffsPlan {
   path: string;

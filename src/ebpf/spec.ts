@@ -24,6 +24,7 @@ import {
   tpLpm6Key,
   tpUidPortKey,
   u32Key,
+  u64Value,
   u8Value,
 } from './codecs.js';
 import { ipv4Bytes, ipv4Text, ipv6Bytes, ipv6Text, maskPrefix } from './ip.js';
@@ -64,6 +65,8 @@ export const MAP_SPECS: readonly MapSpec[] = [
   m('tp_uid_excl_v1', BPF_MAP_TYPE.HASH, 8, 1, 65536, 'settings'),
   m('tp_dns_srv4_v1', BPF_MAP_TYPE.HASH, 4, 1, 256, 'settings'),
   m('tp_dns_srv6_v1', BPF_MAP_TYPE.HASH, 16, 1, 256, 'settings'),
+  m('tp_listener_v1', BPF_MAP_TYPE.SOCKMAP, 4, 8, 2, 'runtime'),
+  m('tp_netns_v1', BPF_MAP_TYPE.ARRAY, 4, 8, 1, 'settings'),
 ];
 
 export function mapSpec(name: string): MapSpec {
@@ -77,7 +80,8 @@ export const STATE_MAP = { name: 'tp_state_v1', keySize: 4, valueSize: 16384, ma
 
 // ---- programs --------------------------------------------------------------
 
-export type Hook = 'cgroup' | 'tc';
+/** cgroup: a pinned cgroup bpf_link; netns: a pinned bpf_link on this network namespace; tc: a clsact filter. */
+export type Hook = 'cgroup' | 'netns' | 'tc';
 
 export interface ProgramSpec {
   object: string;
@@ -99,7 +103,10 @@ export const PROGRAM_SPECS: readonly ProgramSpec[] = [
   p('sock_addr.bpf.o', 'tp_getpeername6', 'cgroup/getpeername6'),
   p('sockops.bpf.o', 'tp_sockops', 'sockops'),
   p('sockopt.bpf.o', 'tp_getsockopt', 'cgroup/getsockopt'),
+  p('sockopt.bpf.o', 'tp_setsockopt', 'cgroup/setsockopt'),
+  p('egress.bpf.o', 'tp_egress', 'cgroup_skb/egress'),
   p('tc.bpf.o', 'tp_tc_ingress', 'tc', 'tc'),
+  p('sk_lookup.bpf.o', 'tp_sk_lookup', 'sk_lookup', 'netns'),
 ];
 
 export const OBJECT_FILES: readonly string[] = [...new Set(PROGRAM_SPECS.map((x) => x.object))];
@@ -128,7 +135,7 @@ export interface DesiredMap {
 
 export interface EbpfSpec {
   maps: DesiredMap[];
-  /** Programs to attach: every cgroup program, plus the tc one when inbound is on. */
+  /** Programs to attach: every cgroup program, plus the tc and sk_lookup ones when inbound is on. */
   programs: ProgramSpec[];
   inbound: boolean;
   ipv6: boolean;
@@ -222,7 +229,7 @@ function addrSet(addrs: string[], family: 'ipv4' | 'ipv6', max: number): { entri
  * The desired state for cfg. `hostHasIpv6` lets the caller turn IPv6 redirection
  * off on a host without IPv6 (a warning says so); pure callers leave it true.
  */
-export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true): EbpfSpec {
+export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, netnsCookie = 0n): EbpfSpec {
   const warnings: string[] = [];
   // --store-firewalld and --skip-dns-conntrack-zone-split are warned about (once) by
   // the config layer; these iptables-only options are not.
@@ -276,6 +283,11 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true): 
     { name: 'tp_uid_excl_v1', ...uidExclusions(cfg, max('tp_uid_excl_v1')) },
     { name: 'tp_dns_srv4_v1', ...dns4 },
     { name: 'tp_dns_srv6_v1', ...dns6 },
+    {
+      name: 'tp_netns_v1',
+      entries: [{ key: u32Key.encode(0), value: u64Value.encode(netnsCookie) }],
+      describe: [netnsCookie === 0n ? 'cookie of the network namespace install runs in' : `netns cookie ${netnsCookie}`],
+    },
   ];
 
   const programs = PROGRAM_SPECS.filter((x) => x.hook === 'cgroup' || cfg.inbound.enabled);
@@ -334,8 +346,9 @@ export function describeEbpfPlan(cfg: TransparentProxyConfig): string {
   if (spec.inbound) {
     const iface = cfg.ebpf.tcAttachIface ?? `the interface holding ${cfg.ebpf.instanceIp.ipv4 ?? cfg.ebpf.instanceIp.ipv6 ?? 'the instance IP'}`;
     lines.push(`attach tp_tc_ingress (tc) to ${iface} ingress (clsact, handle 0x${TC_HANDLE.toString(16)}, priority ${TC_PRIORITY})`);
+    lines.push('attach tp_sk_lookup (sk_lookup) to this network namespace with a pinned bpf_link');
   } else {
-    lines.push('inbound redirection off: no tc program');
+    lines.push('inbound redirection off: no tc or sk_lookup program');
   }
   for (const mp of spec.maps) {
     if (mp.describe.length === 0) {

@@ -7,6 +7,7 @@
  * has no side effects.
  */
 import { isIPv4 } from 'node:net';
+import { endianness } from 'node:os';
 import { formatAddress } from '../config/net.js';
 import { errnoName, koffi, loadLibrary } from '../ffi.js';
 
@@ -101,4 +102,62 @@ export function tryLockExclusive(fd: number): boolean {
   const errno = koffi.errno();
   if (errno === koffi.os.errno.EWOULDBLOCK || errno === koffi.os.errno.EAGAIN) return false;
   throw new SyscallError('flock', errno);
+}
+
+// ---- sockets of other processes, and the network namespace's identity ---------
+
+/* Generic syscall numbers (include/uapi/asm-generic/unistd.h), the same on x86_64 and arm64. */
+const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
+const SOL_SOCKET = 1;
+const SO_NETNS_COOKIE = 71;
+const SOCK_DGRAM = 2;
+
+type VariadicFn = (...args: unknown[]) => number | bigint;
+let syscallFn: VariadicFn | undefined;
+type SocketFn = (domain: number, type: number, protocol: number) => number;
+let socketFn: SocketFn | undefined;
+let closeFn: ((fd: number) => number) | undefined;
+
+function syscall(nr: number, ...typedArgs: unknown[]): number {
+  syscallFn ??= loadLibrary('libc.so.6').func('long syscall(long number, ...)') as VariadicFn;
+  return Number(syscallFn(nr, ...typedArgs));
+}
+
+function closeFd(fd: number): void {
+  closeFn ??= loadLibrary('libc.so.6').func('int close(int fd)') as (fd: number) => number;
+  closeFn(fd);
+}
+
+/**
+ * A duplicate, in this process, of file descriptor `fd` of process `pid`
+ * (pidfd_open + pidfd_getfd, Linux 5.6; needs ptrace rights over it, which root has).
+ * The caller closes it.
+ */
+export function duplicateFd(pid: number, fd: number): number {
+  const pidfd = syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0);
+  if (pidfd < 0) throw new SyscallError(`pidfd_open(${pid})`, koffi.errno());
+  try {
+    const dup = syscall(SYS_PIDFD_GETFD, 'int', pidfd, 'int', fd, 'unsigned int', 0);
+    if (dup < 0) throw new SyscallError(`pidfd_getfd(${pid}, ${fd})`, koffi.errno());
+    return dup;
+  } finally {
+    closeFd(pidfd);
+  }
+}
+
+
+/** The cookie of this process's network namespace (SO_NETNS_COOKIE, Linux 5.14), as BPF's bpf_get_netns_cookie returns it. */
+export function netnsCookie(): bigint {
+  socketFn ??= loadLibrary('libc.so.6').func('int socket(int domain, int type, int protocol)') as SocketFn;
+  let sock = socketFn(AF_INET, SOCK_DGRAM, 0);
+  if (sock < 0) sock = socketFn(AF_INET6, SOCK_DGRAM, 0);
+  if (sock < 0) throw new SyscallError('socket', koffi.errno());
+  try {
+    const v = getsockoptBytes(sock, SOL_SOCKET, SO_NETNS_COOKIE, 8);
+    if (v.length !== 8) throw new Error(`getsockopt(SO_NETNS_COOKIE): ${v.length} bytes`);
+    return endianness() === 'LE' ? v.readBigUInt64LE(0) : v.readBigUInt64BE(0);
+  } finally {
+    closeFd(sock);
+  }
 }
