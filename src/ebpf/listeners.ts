@@ -14,7 +14,8 @@ import { closeSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { duplicateFd } from '../host/libc.js';
 import { u32Key, u64Value } from './codecs.js';
-import { mapDelete, mapUpdate, objGet } from './libbpf.js';
+import { LibbpfError } from '../errors.js';
+import { EINVAL, mapDelete, mapUpdate, objGet } from './libbpf.js';
 import { mapPinPath } from './maps.js';
 
 /** Keys of tp_listener_v1 (abi.h TP_LISTENER_INET / TP_LISTENER_INET6). */
@@ -98,6 +99,15 @@ function socketHolders(inodes: Set<number>): Map<number, { pid: number; fd: numb
   return found;
 }
 
+/** Empties one slot; an empty SOCKMAP slot answers delete with EINVAL, not ENOENT. */
+function clearSlot(mapFd: number, key: number): void {
+  try {
+    mapDelete(mapFd, u32Key.encode(key));
+  } catch (e) {
+    if (!(e instanceof LibbpfError) || e.errno !== EINVAL) throw e;
+  }
+}
+
 /**
  * Writes the current listeners on `port` into tp_listener_v1. Returns one line per
  * registered listener. A listener whose process vanished meanwhile is skipped (the
@@ -111,7 +121,7 @@ export function registerListeners(bpffsPath: string, port: number, proxyUid: num
   try {
     for (const family of ['ipv4', 'ipv6'] as const) {
       // A socket listening on another port (the inbound port changed) must not stay.
-      if (!listeners.some((l) => l.family === family)) mapDelete(mapFd, u32Key.encode(LISTENER_KEY[family]));
+      if (!listeners.some((l) => l.family === family)) clearSlot(mapFd, LISTENER_KEY[family]);
     }
     for (const l of listeners) {
       const holder = holders.get(l.inode);

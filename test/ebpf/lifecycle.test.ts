@@ -83,8 +83,10 @@ describe('eBPF engine lifecycle', () => {
     expect(first.changed).toBe(true);
     const progs = await sb.cgroupPrograms();
     expect(progs.map((p) => p.name).sort()).toEqual(
-      ['tp_connect4', 'tp_connect6', 'tp_getpeername4', 'tp_getpeername6', 'tp_getsockopt', 'tp_recvmsg4', 'tp_recvmsg6', 'tp_sendmsg4', 'tp_sendmsg6', 'tp_sockops'].sort(),
+      ['tp_connect4', 'tp_connect6', 'tp_egress', 'tp_getpeername4', 'tp_getpeername6', 'tp_getsockopt', 'tp_recvmsg4', 'tp_recvmsg6', 'tp_sendmsg4', 'tp_sendmsg6', 'tp_setsockopt', 'tp_sockops'].sort(),
     );
+    // sk_lookup is attached to the network namespace, not the cgroup: its link is pinned with the others.
+    expect(existsSync(join(tp, 'links', 'tp_sk_lookup'))).toBe(true);
     const filters = await sb.tcFilters();
     expect(JSON.stringify(filters)).toContain('tp_tc_ingress');
     expect(await sb.qdiscKinds()).toContain('clsact');
@@ -109,8 +111,11 @@ describe('eBPF engine lifecycle', () => {
     ok(await sb.install(cfg));
     expect(await portKeys(join(tp, 'tp_out_port_v1'))).toEqual([22]);
 
-    const progIds = [...(await linkIds(sb)), ...(await tcProgIds(sb))];
-    expect(progIds).toHaveLength(11);
+    const skLookup = await execa('bpftool', ['-j', 'link', 'show', 'pinned', join(tp, 'links', 'tp_sk_lookup')], { timeout: 10_000 });
+    const skLookupLink = JSON.parse(String(skLookup.stdout)) as { type: string; prog_id: number };
+    expect(skLookupLink.type).toBe('netns');
+    const progIds = [...(await linkIds(sb)), ...(await tcProgIds(sb)), skLookupLink.prog_id];
+    expect(progIds).toHaveLength(14);
     const un = ok(await sb.uninstall());
     expect(un.changed).toBe(true);
     await expectNothingLeft(sb, tp, qdiscs);
@@ -212,7 +217,7 @@ describe('eBPF engine lifecycle', () => {
     expect(ok(r).changed).toBe(true);
     expect(r.logs.join('\n')).toContain('replacing the existing eBPF install');
     const after = await linkIds(sb);
-    expect(after).toHaveLength(10);
+    expect(after).toHaveLength(12);
     expect(after.some((id) => before.includes(id))).toBe(false);
     ok(await sb.uninstall());
     expect(await sb.cgroupPrograms()).toEqual([]);
@@ -227,17 +232,19 @@ describe('eBPF engine lifecycle', () => {
     expect(await sb.tcFilters()).toEqual([]);
   });
 
-  it('attaches no tc program when inbound redirection is off', async () => {
+  it('attaches no tc or sk_lookup program when inbound redirection is off', async () => {
     sb = await EbpfSandbox.create('noin');
     const cfg = sb.config();
     cfg.inbound.enabled = false;
     ok(await sb.install(cfg));
     expect(await sb.tcFilters()).toEqual([]);
     expect(await sb.qdiscKinds()).not.toContain('clsact');
+    expect(existsSync(join(sb.bpffs, 'tp', 'links', 'tp_sk_lookup'))).toBe(false);
     // Turning inbound on changes the attach points: the install is replaced and gains the filter.
     cfg.inbound.enabled = true;
     ok(await sb.install(cfg));
     expect(JSON.stringify(await sb.tcFilters())).toContain('tp_tc_ingress');
+    expect(existsSync(join(sb.bpffs, 'tp', 'links', 'tp_sk_lookup'))).toBe(true);
     ok(await sb.uninstall());
     expect(await sb.tcFilters()).toEqual([]);
   });
