@@ -9,8 +9,9 @@
  *     outbound_port, or dns_port for DNS over TCP), or on the inbound listener at a
  *     loopback address (the proxy's own connection to a local address); its peer is
  *     the connecting socket's end, which sockops recorded in tp_flow_v1;
- *   - inbound: steered by the tc program with bpf_sk_assign, so no address was ever
- *     rewritten: its local address (an instance IP) is the original destination.
+ *   - inbound: steered by the tc or sk_lookup program with bpf_sk_assign, so no
+ *     address was ever rewritten: its local address (an instance IP, or any other
+ *     local non-loopback address) is the original destination.
  *
  * The answer's format follows the level asked: SOL_IP → struct sockaddr_in (IPv4
  * answers only), SOL_IPV6 → struct sockaddr_in6 (an IPv4 answer as ::ffff:a.b.c.d).
@@ -105,7 +106,9 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 		tp_flow_key(&peer, &remote);
 		answer = bpf_map_lookup_elem(&tp_flow_v1, &peer);
 	}
-	if (!answer && tp_is_instance(cfg, &local))
+	/* a connection handed to the listener by tc or sk_lookup (any local address:
+	 * instance IP, link-local, a second address): nothing was rewritten */
+	if (!answer && !tp_is_local(&local))
 		answer = &local;
 	if (!answer)
 		return TP_ALLOW;

@@ -60,15 +60,27 @@ export interface Cast {
 
 const READY_TIMEOUT_MS = 10_000;
 
+function spawnProxy(sb: Sandbox): SandboxProcess {
+  return spawnIn(sb, 'mesh', {
+    uid: PROXY_UID,
+    inCgroup: true,
+    argv: [process.execPath, script('proxy'), '--outbound', String(PORTS.outbound), '--inbound', String(PORTS.inbound), '--dns', String(PORTS.dns)],
+  });
+}
+
+/** (Re)starts the test proxy alone, e.g. after a test stopped it; resolves when it listens. */
+export async function startProxy(sb: Sandbox): Promise<SandboxProcess> {
+  requireBuilt();
+  const proxy = spawnProxy(sb);
+  await proxy.waitForLine((l) => l.includes('"ready"'), READY_TIMEOUT_MS);
+  return proxy;
+}
+
 /** Starts the proxy and the app on the mesh host (in the cgroup) and the remote servers on the client host. */
 export async function startCast(sb: Sandbox): Promise<Cast> {
   requireBuilt();
   const node = process.execPath;
-  const proxy = spawnIn(sb, 'mesh', {
-    uid: PROXY_UID,
-    inCgroup: true,
-    argv: [node, script('proxy'), '--outbound', String(PORTS.outbound), '--inbound', String(PORTS.inbound), '--dns', String(PORTS.dns)],
-  });
+  const proxy = spawnProxy(sb);
   const app = spawnIn(sb, 'mesh', {
     uid: APP_UID,
     inCgroup: true,

@@ -12,13 +12,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
-  APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
+  APP_PORTS, APP_UID, CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
   addForeignIptablesRules, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
-  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, startCast, uninstallFlags,
-  type EngineName, type Family, type HeldConnection, type TcpProbeResult,
+  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, uninstallFlags,
+  type EngineName, type Family, type HeldConnection,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
+import { expectDirect, expectProxied, useSandbox } from './suite.js';
 
 const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = [
   { engine: 'iptables-nft', short: 'nft', failAt: ['after-ipv4'] },
@@ -32,56 +32,8 @@ const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
 const proxyUser = { host: 'mesh' as const, uid: PROXY_UID };
 const client = { host: 'client' as const };
 
-/** One sandbox with the cast running and (optionally) tpctl installed; torn down in afterAll. */
-function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox) => string[]) | undefined) {
-  const ctx: { sb?: Sandbox; skipReason?: string } = {};
-  beforeAll(async () => {
-    ctx.sb = await createSandbox({ name, extraClientHosts: EXTRA_CLIENT_HOSTS });
-    await startCast(ctx.sb);
-    if (!installArgs) return;
-    const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...installArgs(ctx.sb), ...engineFlags(engine, ctx.sb)]);
-    if (isKernelTooOld(r)) {
-      ctx.skipReason = r.stderr.trim();
-      return;
-    }
-    if (r.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(r)}`);
-  });
-  afterAll(async () => {
-    const sb = ctx.sb;
-    if (!sb) return;
-    let uninstallFailure = '';
-    try {
-      if (installArgs && !ctx.skipReason) {
-        const r = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
-        if (r.exitCode !== 0) uninstallFailure = `uninstall (${engine}) failed: ${describeCli(r)}`;
-      }
-    } finally {
-      await sb.destroy();
-    }
-    if (uninstallFailure) throw new Error(uninstallFailure);
-  });
-  return {
-    get sb(): Sandbox {
-      if (!ctx.sb) throw new Error('sandbox not created (see beforeAll error)');
-      return ctx.sb;
-    },
-    skipIfTooOld(t: TestContext): void {
-      if (ctx.skipReason) t.skip(`kernel too old: ${ctx.skipReason}`);
-    },
-  };
-}
-
-function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
-  expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener, origDst });
-  expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
-}
-
 /** Envoy's inbound passthrough cluster binds this source (Kuma's iptables rules let it through). */
 const passthroughSource = (f: Family): string => (f === 4 ? '127.0.0.6' : '::6');
-
-function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
-  expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
-}
 
 for (const { engine, short, failAt } of ENGINES) {
   describe(`conformance: ${engine}`, () => {

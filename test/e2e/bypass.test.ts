@@ -1,0 +1,321 @@
+/**
+ * The bypass suite: every way around the proxy we know of, tried with real packets
+ * against every engine, in the conformance sandbox. The client host is the attacker
+ * for inbound (other local addresses of the mesh host, IPv6 extension headers, SYNs
+ * in fragments, crafted by test/e2e/fixtures/bypass.py through AF_PACKET from a
+ * spoofed client address); an app under an ordinary uid in the cgroup is the
+ * attacker for outbound (routing headers, source routes, odd ways to connect).
+ *
+ * Every case asserts where the bytes went: to the proxy with the right original
+ * destination, or nowhere with a clear refusal. "Nowhere" is checked on the wire for
+ * routing headers: a sniffer on the client host counts packets that arrive with one.
+ *
+ * Add an engine by adding an entry to ENGINES (engineFlags/uninstallFlags in
+ * src/sandbox/harness.ts must know it). Requires root, python3 and a built tree.
+ */
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  APP_PORTS, APP_UID, CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
+  conformanceFlags, ip, meshIp, probeTcp, startProxy,
+  type EngineName, type Family, type Greeting,
+} from '../../src/sandbox/harness.js';
+import { runIn, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { hostPort, ipOf } from '../../src/sandbox/wire.js';
+import { useSandbox } from './suite.js';
+
+const ENGINES: Array<{ engine: EngineName; short: string }> = [
+  { engine: 'iptables-nft', short: 'nft' },
+  { engine: 'iptables-legacy', short: 'leg' },
+  { engine: 'ebpf', short: 'bpf' },
+];
+const FAMILIES: Family[] = [4, 6];
+
+const PYTHON = '/usr/bin/python3';
+const TOOL = fileURLToPath(new URL('./fixtures/bypass.py', import.meta.url));
+/** Host number of the spoofed attacker address on the client side (not configured there). */
+const SPOOFED = 99;
+const SPOOFED_MAC = '02:00:00:00:00:99';
+/** Host number of a second address on the mesh host's interface. */
+const SECOND = 12;
+const TOOL_TIMEOUT_S = 3;
+
+interface ToolResult {
+  reply?: Greeting;
+  refused?: string;
+  error?: string;
+  peername?: string;
+  from?: string;
+  replies?: Array<{ reply: Greeting; from: string }>;
+  sent?: number;
+  routed?: number;
+}
+
+type Runner = { host: 'client' } | { host: 'mesh'; uid: number; subCgroup?: string };
+
+/** Runs one bypass.py subcommand; its last stdout line is the result. */
+async function tool(sb: Sandbox, who: Runner, args: string[]): Promise<ToolResult> {
+  // The system interpreter: the app uid may not read root's (pyenv) python3 on PATH.
+  const argv = [PYTHON, TOOL, ...args, '--timeout', String(TOOL_TIMEOUT_S)];
+  let p;
+  if (who.host === 'client') {
+    p = spawnIn(sb, 'client', { argv });
+  } else if (who.subCgroup) {
+    // Joins the sandbox cgroup (spawnIn), moves into the child cgroup as root, then drops to the uid.
+    p = spawnIn(sb, 'mesh', {
+      inCgroup: true,
+      argv: ['sh', '-c', 'echo $$ > "$1/cgroup.procs" && uid=$2 && shift 2 && exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"', 'sh', who.subCgroup, String(who.uid), ...argv],
+    });
+  } else {
+    p = spawnIn(sb, 'mesh', { uid: who.uid, inCgroup: true, argv });
+  }
+  p.closeStdin();
+  await p.waitForExit((TOOL_TIMEOUT_S + 10) * 1000).catch(async (e: unknown) => {
+    await p.stop();
+    throw e;
+  });
+  const last = p.lines.filter(Boolean).at(-1);
+  if (!last) throw new Error(`bypass.py ${args.join(' ')}: no output; stderr: ${p.stderr().trim().slice(-500)}`);
+  return JSON.parse(last) as ToolResult;
+}
+
+/** Runs `attempt` while a sniffer on the client host counts arriving packets that carry a route. */
+async function routedPacketsDuring(sb: Sandbox, attempt: () => Promise<ToolResult>): Promise<{ result: ToolResult; routed: number }> {
+  const sniffer = spawnIn(sb, 'client', { argv: [PYTHON, TOOL, 'sniff', '--iface', sb.iface.client, '--timeout', String(TOOL_TIMEOUT_S + 5)] });
+  try {
+    await sniffer.waitForLine((l) => l.includes('"ready"'), 5_000);
+    const result = await attempt();
+    // Packets still in flight (a retransmitted SYN) get a moment, then the sniffer stops.
+    await new Promise((r) => setTimeout(r, 300));
+    sniffer.closeStdin();
+    await sniffer.waitForExit(5_000);
+    const last = JSON.parse(sniffer.lines.filter(Boolean).at(-1) ?? '{}') as ToolResult;
+    if (typeof last.routed !== 'number') throw new Error(`sniffer: ${sniffer.stderr().trim().slice(-300)}`);
+    return { result, routed: last.routed };
+  } finally {
+    await sniffer.stop();
+  }
+}
+
+async function mustRunIn(sb: Sandbox, host: 'client' | 'mesh', argv: string[]): Promise<string> {
+  const r = await runIn(sb, host, argv);
+  if (r.exitCode !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** The mesh interface's link-local address, once duplicate address detection is done (bounded wait). */
+async function meshLinkLocal(sb: Sandbox): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const out = await mustRunIn(sb, 'mesh', ['ip', '-j', '-6', 'addr', 'show', 'dev', sb.iface.mesh, 'scope', 'link']);
+    const infos = (JSON.parse(out) as Array<{ addr_info: Array<{ local: string; tentative?: boolean }> }>)[0]?.addr_info ?? [];
+    const ready = infos.find((a) => !a.tentative && a.local);
+    if (ready) return ready.local;
+    if (i === 99) throw new Error(`no usable link-local address on ${sb.iface.mesh}: ${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('mesh link-local address still tentative after 10 s');
+}
+
+/** What the attacker needs: a second address on the mesh interface, neighbour entries for the spoofed client, the mesh MAC. */
+async function prepareAttack(sb: Sandbox): Promise<{ meshMac: string; linkLocal: string }> {
+  const batch = [
+    `address add ${sb.v4(SECOND)}/24 dev ${sb.iface.mesh}`,
+    `address add ${sb.v6(SECOND)}/64 dev ${sb.iface.mesh} nodad`,
+    // Replies to the spoofed address leave for a MAC nobody has: the client host's
+    // kernel ignores them (no RST of its own), the attacker's AF_PACKET socket sees them.
+    `neigh replace ${sb.v4(SPOOFED)} lladdr ${SPOOFED_MAC} dev ${sb.iface.mesh} nud permanent`,
+    `neigh replace ${sb.v6(SPOOFED)} lladdr ${SPOOFED_MAC} dev ${sb.iface.mesh} nud permanent`,
+  ];
+  const r = await runIn(sb, 'mesh', ['ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
+  if (r.exitCode !== 0) throw new Error(`mesh setup: ${r.stderr.trim()}`);
+  // TCP Fast Open without a cookie: data rides in the SYN (client side, mesh netns only).
+  await mustRunIn(sb, 'mesh', ['sysctl', '-q', '-w', 'net.ipv4.tcp_fastopen=5']);
+  const link = JSON.parse(await mustRunIn(sb, 'mesh', ['ip', '-j', 'link', 'show', 'dev', sb.iface.mesh])) as Array<{ address: string }>;
+  return { meshMac: link[0]!.address, linkLocal: await meshLinkLocal(sb) };
+}
+
+const app: Runner = { host: 'mesh', uid: APP_UID };
+const attacker: Runner = { host: 'client' };
+
+function expectInbound(r: ToolResult, origDst: string, peer: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound', origDst });
+  expect(ipOf(r.reply?.peer ?? '')).toBe(peer);
+}
+
+function expectOutbound(r: ToolResult, origDst: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'outbound', origDst });
+}
+
+/** Strips a %scope suffix. */
+const unscoped = (a: string): string => a.replace(/%.*$/, '');
+
+for (const { engine, short } of ENGINES) {
+  describe(`bypass: ${engine}`, () => {
+    const s = useSandbox(`tpe2e-${short}-x-${process.pid}`, engine, (sb) => conformanceFlags(sb));
+    let meshMac = '';
+    let linkLocal = '';
+    beforeAll(async () => {
+      ({ meshMac, linkLocal } = await prepareAttack(s.sb));
+    });
+
+    const raw = (f: Family, mode: string, dst?: string): Promise<ToolResult> =>
+      tool(s.sb, attacker, [
+        'inbound', '--iface', s.sb.iface.client, '--src', ip(s.sb, f, SPOOFED), '--dst', dst ?? meshIp(s.sb, f),
+        '--dst-mac', meshMac, '--dport', String(APP_PORTS.plain), '--mode', mode,
+      ]);
+
+    describe('inbound: a remote client goes through the proxy, whatever it aims at', () => {
+      for (const f of FAMILIES) {
+        it(`IPv${f}: a hand-made plain SYN (the control) lands on the inbound listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectInbound(await raw(f, 'plain'), hostPort(meshIp(s.sb, f), APP_PORTS.plain), ip(s.sb, f, SPOOFED));
+        });
+
+        it(`IPv${f}: a SYN in IP fragments lands on the inbound listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectInbound(await raw(f, 'frag'), hostPort(meshIp(s.sb, f), APP_PORTS.plain), ip(s.sb, f, SPOOFED));
+        });
+
+        it(`IPv${f}: a SYN to a second address of the interface lands on the inbound listener with that address as original destination`, async (t) => {
+          s.skipIfTooOld(t);
+          const second = ip(s.sb, f, SECOND);
+          const r = await probeTcp(s.sb, { host: 'client' }, second, APP_PORTS.plain, ip(s.sb, f, CLIENT_HOSTS.remote));
+          expectInbound(r, hostPort(second, APP_PORTS.plain), ip(s.sb, f, CLIENT_HOSTS.remote));
+        });
+      }
+
+      for (const mode of ['dstopts', 'hopopts']) {
+        it(`IPv6: a SYN with a ${mode === 'dstopts' ? 'destination options' : 'hop-by-hop'} header lands on the inbound listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectInbound(await raw(6, mode), hostPort(meshIp(s.sb, 6), APP_PORTS.plain), ip(s.sb, 6, SPOOFED));
+        });
+      }
+
+      it("IPv6: a SYN to the interface's link-local address lands on the inbound listener with that address as original destination", async (t) => {
+        s.skipIfTooOld(t);
+        const r = await probeTcp(s.sb, { host: 'client' }, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain);
+        expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound' });
+        expect(unscoped(ipOf(r.reply.origDst ?? ''))).toBe(linkLocal);
+        expect(r.reply.origDst?.endsWith(`:${APP_PORTS.plain}`)).toBe(true);
+      });
+
+      it('IPv6: a fragmented SYN to the link-local address lands on the inbound listener', async (t) => {
+        s.skipIfTooOld(t);
+        const r = await raw(6, 'frag', linkLocal);
+        expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound' });
+        expect(unscoped(ipOf(r.reply?.origDst ?? ''))).toBe(linkLocal);
+      });
+    });
+
+    describe('outbound: an ordinary app cannot route around the redirect', () => {
+      const remote6 = (): string => ip(s.sb, 6, CLIENT_HOSTS.remote);
+      const remote4 = (): string => ip(s.sb, 4, CLIENT_HOSTS.remote);
+
+      const cases = [
+        { what: 'TCP with an IPv6 routing header (setsockopt IPV6_RTHDR)', cmd: 'rthdr-tcp', host: remote6, port: REMOTE_PORTS.plain },
+        { what: 'UDP DNS with an IPv6 routing header (type 2) as sendmsg ancillary data', cmd: 'rthdr-udp', host: remote6, port: 53 },
+        { what: 'TCP with an IPv4 loose source route (setsockopt IP_OPTIONS)', cmd: 'lsrr-tcp', host: remote4, port: REMOTE_PORTS.plain },
+        { what: 'UDP DNS with an IPv4 source route as sendmsg ancillary data (IP_RETOPTS)', cmd: 'lsrr-udp', host: remote4, port: 53 },
+      ];
+      for (const c of cases) {
+        it(`${c.what}: no routed packet reaches the remote host${engine === 'ebpf' ? '; refused with EPERM' : ''}`, async (t) => {
+          s.skipIfTooOld(t);
+          const { result, routed } = await routedPacketsDuring(s.sb, () =>
+            tool(s.sb, app, [c.cmd, '--host', c.host(), '--port', String(c.port), '--via', c.host()]),
+          );
+          expect(routed, JSON.stringify(result)).toBe(0);
+          expect(result.reply?.via ?? '', JSON.stringify(result)).not.toMatch(/^remote/);
+          if (engine === 'ebpf') {
+            // A kernel without CONFIG_IPV6_MIP6 refuses a routing header in ancillary data itself.
+            const kernelRefuses = c.cmd === 'rthdr-udp' && result.error === 'EINVAL: Invalid argument';
+            if (!kernelRefuses) expect(result, JSON.stringify(result)).toMatchObject({ refused: 'EPERM' });
+          }
+        });
+      }
+
+      it('the proxy uid may still set a routing header (the refusal is for ordinary uids)', async (t) => {
+        s.skipIfTooOld(t);
+        const r = await tool(s.sb, { host: 'mesh', uid: PROXY_UID }, ['rthdr-tcp', '--host', remote6(), '--port', String(REMOTE_PORTS.plain), '--via', remote6()]);
+        expect(r.refused, JSON.stringify(r)).toBeUndefined();
+      });
+    });
+
+    describe('outbound: ordinary ways to connect are all redirected', () => {
+      for (const f of FAMILIES) {
+        const remote = (): string => ip(s.sb, f, CLIENT_HOSTS.remote);
+
+        it(`IPv${f}: TCP Fast Open (data in the SYN, sendto without connect) lands on the outbound listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectOutbound(await tool(s.sb, app, ['tfo', '--host', remote(), '--port', String(REMOTE_PORTS.plain)]), hostPort(remote(), REMOTE_PORTS.plain));
+        });
+
+        it(`IPv${f}: a connect submitted through io_uring lands on the outbound listener`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await tool(s.sb, app, ['iouring', '--host', remote(), '--port', String(REMOTE_PORTS.plain)]);
+          expectOutbound(r, hostPort(remote(), REMOTE_PORTS.plain));
+        });
+
+        it(`IPv${f}: DNS sent with sendmmsg (two datagrams, unconnected UDP) lands on the DNS listener, replies from the server`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await tool(s.sb, app, ['sendmmsg', '--host', remote(), '--port', '53']);
+          expect(r.sent, JSON.stringify(r)).toBe(2);
+          expect(r.replies?.length, JSON.stringify(r)).toBe(2);
+          for (const x of r.replies ?? []) {
+            expect(x.reply.via).toBe('proxy-dns');
+            expect(x.from).toBe(remote());
+          }
+        });
+
+        it(`IPv${f}: an app in a child cgroup of the installed one is redirected too`, async (t) => {
+          s.skipIfTooOld(t);
+          const sub = join(s.sb.cgroupPath, 'i6-child');
+          mkdirSync(sub);
+          try {
+            const r = await tool(s.sb, { host: 'mesh', uid: APP_UID, subCgroup: sub }, ['tcp', '--host', remote(), '--port', String(REMOTE_PORTS.plain)]);
+            expectOutbound(r, hostPort(remote(), REMOTE_PORTS.plain));
+          } finally {
+            for (let i = 0; i < 50; i++) {
+              try {
+                rmdirSync(sub);
+                break;
+              } catch {
+                await new Promise((r) => setTimeout(r, 100));
+              }
+            }
+          }
+        });
+      }
+
+      it('IPv4-mapped IPv6 (::ffff:a.b.c.d on an AF_INET6 socket) lands on the outbound listener', async (t) => {
+        s.skipIfTooOld(t);
+        const remote = ip(s.sb, 4, CLIENT_HOSTS.remote);
+        const r = await tool(s.sb, app, ['tcp', '--host', `::ffff:${remote}`, '--port', String(REMOTE_PORTS.plain)]);
+        expectOutbound(r, hostPort(remote, REMOTE_PORTS.plain));
+      });
+    });
+
+    // Last: stops the proxy (the shared cast) and starts a new one.
+    describe('fail closed: without a proxy listener nothing reaches the app', () => {
+      it('with the proxy stopped, every inbound path is refused; a proxy started afterwards receives them again', async (t) => {
+        s.skipIfTooOld(t);
+        await s.cast.proxy.stop();
+        const client = { host: 'client' as const };
+        for (const f of FAMILIES) {
+          await expect(probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, ip(s.sb, f, CLIENT_HOSTS.remote))).rejects.toThrow(/ECONNREFUSED/);
+          await expect(probeTcp(s.sb, client, ip(s.sb, f, SECOND), APP_PORTS.plain)).rejects.toThrow(/ECONNREFUSED/);
+          expect(await raw(f, 'frag')).toEqual({ refused: 'RST' });
+        }
+        await expect(probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain)).rejects.toThrow(/ECONNREFUSED/);
+        expect(await raw(6, 'dstopts')).toEqual({ refused: 'RST' });
+
+        // A proxy that starts after the install: its new listener is found (sockops, for eBPF).
+        await startProxy(s.sb);
+        const r = await probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain);
+        expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound' });
+        expectInbound(await raw(4, 'frag'), hostPort(meshIp(s.sb, 4), APP_PORTS.plain), ip(s.sb, 4, SPOOFED));
+      });
+    });
+  });
+}

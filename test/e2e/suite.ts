@@ -1,0 +1,64 @@
+/**
+ * What the end-to-end suites (conformance, bypass) share: a sandbox per describe block
+ * with the cast running and tpctl installed, and the two outcomes every case checks.
+ */
+import { afterAll, beforeAll, expect, type TestContext } from 'vitest';
+import {
+  describeCli, engineFlags, isKernelTooOld, runCli, startCast, uninstallFlags, EXTRA_CLIENT_HOSTS,
+  type Cast, type EngineName, type TcpProbeResult,
+} from '../../src/sandbox/harness.js';
+import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { ipOf } from '../../src/sandbox/wire.js';
+
+/** One sandbox with the cast running and (optionally) tpctl installed; torn down in afterAll. */
+export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox) => string[]) | undefined) {
+  const ctx: { sb?: Sandbox; cast?: Cast; skipReason?: string } = {};
+  beforeAll(async () => {
+    ctx.sb = await createSandbox({ name, extraClientHosts: EXTRA_CLIENT_HOSTS });
+    ctx.cast = await startCast(ctx.sb);
+    if (!installArgs) return;
+    const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...installArgs(ctx.sb), ...engineFlags(engine, ctx.sb)]);
+    if (isKernelTooOld(r)) {
+      ctx.skipReason = r.stderr.trim();
+      return;
+    }
+    if (r.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(r)}`);
+  });
+  afterAll(async () => {
+    const sb = ctx.sb;
+    if (!sb) return;
+    let uninstallFailure = '';
+    try {
+      if (installArgs && !ctx.skipReason) {
+        const r = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+        if (r.exitCode !== 0) uninstallFailure = `uninstall (${engine}) failed: ${describeCli(r)}`;
+      }
+    } finally {
+      await sb.destroy();
+    }
+    if (uninstallFailure) throw new Error(uninstallFailure);
+  });
+  return {
+    get sb(): Sandbox {
+      if (!ctx.sb) throw new Error('sandbox not created (see beforeAll error)');
+      return ctx.sb;
+    },
+    get cast(): Cast {
+      if (!ctx.cast) throw new Error('cast not started (see beforeAll error)');
+      return ctx.cast;
+    },
+    skipIfTooOld(t: TestContext): void {
+      if (ctx.skipReason) t.skip(`kernel too old: ${ctx.skipReason}`);
+    },
+  };
+}
+
+export function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener, origDst });
+  expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
+}
+
+export function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
+  expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
+}
+
