@@ -13,7 +13,8 @@
  *   recvmsg4/6      a reply from the DNS listener appears to come from the original server.
  *   getpeername4/6  a redirected socket reports its original peer.
  *
- * All programs return 1: they only ever rewrite, never refuse a syscall.
+ * The programs rewrite; they refuse (EPERM) only a redirected socket bound to an
+ * interface that cannot reach the listener (UDP DNS, or no instance IP of the family).
  *
  * IPv4-mapped destinations (::ffff:a.b.c.d on an AF_INET6 socket) reach only the *6
  * hooks — the kernel turns them into IPv4 connections after the hook — so they are
@@ -65,6 +66,33 @@ static __always_inline void ctx_set_loopback(struct bpf_sock_addr *ctx, int is6,
 	ctx->user_port = bpf_htons(port_host);
 }
 
+/* Point the context at a listener on the instance IP of the destination's family (for
+ * a socket bound to an interface); 0 when there is no instance IP of that family. */
+static __always_inline int ctx_set_instance(struct bpf_sock_addr *ctx, int is6,
+					    const struct tp_config *cfg, __u8 family,
+					    __u16 port_host)
+{
+	/* checked on is6 first: connect4 must never touch user_ip6 */
+	if (!is6) {
+		if (family != TP_AF_INET || cfg->instance_ip4 == 0)
+			return 0;
+		ctx->user_ip4 = cfg->instance_ip4;
+	} else if (family == TP_AF_INET) {
+		if (cfg->instance_ip4 == 0)
+			return 0;
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = cfg->instance_ip4;
+	} else {
+		if (!tp_has_ip6(cfg->instance_ip6))
+			return 0;
+		tp_ip6_copy(ctx->user_ip6, cfg->instance_ip6);
+	}
+	ctx->user_port = bpf_htons(port_host);
+	return 1;
+}
+
 /* Is the (normalised) address where ctx_set_loopback sends connections? */
 static __always_inline int is_listener_ip(const struct tp_addr *a)
 {
@@ -75,12 +103,14 @@ static __always_inline int is_listener_ip(const struct tp_addr *a)
 
 /* The port (host order) of the address in the context when that address is where the
  * listeners are, else 0. */
-static __always_inline __u16 ctx_listener_port(struct bpf_sock_addr *ctx, int is6)
+static __always_inline __u16 ctx_listener_port(struct bpf_sock_addr *ctx, int is6,
+					       const struct tp_config *cfg)
 {
 	struct tp_addr a;
 
 	ctx_addr(ctx, is6, &a);
-	return is_listener_ip(&a) ? bpf_ntohs(a.port) : 0;
+	/* the instance IP: where a socket bound to an interface is sent (ctx_set_instance) */
+	return is_listener_ip(&a) || tp_is_instance(cfg, &a) ? bpf_ntohs(a.port) : 0;
 }
 
 /* Replace the address in the context with a remembered original, in the context's
@@ -273,9 +303,22 @@ static __always_inline void bind_instance(struct bpf_sock_addr *ctx, int is6,
 	bpf_bind(ctx, (struct sockaddr *)&sa6, sizeof(sa6));
 }
 
+/* TCP, and MPTCP (its subflows are TCP sockets; the hooks see the MPTCP socket for
+ * getpeername). */
+#define TP_IPPROTO_MPTCP 262
+
 static __always_inline int is_tcp(struct bpf_sock_addr *ctx)
 {
-	return ctx->type == TP_SOCK_STREAM && ctx->protocol == IPPROTO_TCP;
+	return ctx->type == TP_SOCK_STREAM &&
+	       (ctx->protocol == IPPROTO_TCP || ctx->protocol == TP_IPPROTO_MPTCP);
+}
+
+/* Bound to an interface (SO_BINDTODEVICE, or connect() to a link-local address with a
+ * scope id before): such a socket cannot reach a listener on loopback, its route must
+ * leave through that interface (and unbinding it needs CAP_NET_RAW, even from BPF). */
+static __always_inline int bound_to_device(struct bpf_sock_addr *ctx)
+{
+	return ctx->sk && ctx->sk->bound_dev_if != 0;
 }
 
 static __always_inline int is_udp(struct bpf_sock_addr *ctx)
@@ -312,6 +355,14 @@ static __always_inline int handle_connect(struct bpf_sock_addr *ctx, int is6)
 	bpf_map_update_elem(&tp_orig_dst_v1, &cookie, &dst, BPF_ANY);
 	if (tcp && !(dst.family == TP_AF_INET && tp_is_loopback4(dst.ip[0])))
 		bind_instance(ctx, is6, cfg, dst.family);
+	if (bound_to_device(ctx)) {
+		/* The listeners listen on every address: the instance IP is local and reachable
+		 * through the bound interface. UDP listeners are on loopback only: refuse
+		 * (EPERM) rather than lose the datagrams. */
+		if (!tcp || !ctx_set_instance(ctx, is6, cfg, dst.family, target))
+			return TP_REFUSE;
+		return TP_ALLOW;
+	}
 	ctx_set_loopback(ctx, is6, dst.family, target);
 	return TP_ALLOW;
 }
@@ -332,6 +383,8 @@ static __always_inline int handle_sendmsg(struct bpf_sock_addr *ctx, int is6)
 		return TP_ALLOW;
 	cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&tp_orig_dst_v1, &cookie, &dst, BPF_ANY);
+	if (bound_to_device(ctx))
+		return TP_REFUSE; /* see handle_connect */
 	ctx_set_loopback(ctx, is6, dst.family, cfg->dns_port);
 	return TP_ALLOW;
 }
@@ -351,6 +404,36 @@ static __always_inline int restore_original(struct bpf_sock_addr *ctx, int is6)
 	return TP_ALLOW;
 }
 
+/*
+ * An MPTCP socket was redirected through its first subflow, whose cookie is not the
+ * one getpeername sees; but it took over the subflow's local address and port, which
+ * sockops recorded in tp_flow_v1.
+ */
+static __always_inline int restore_by_local(struct bpf_sock_addr *ctx, int is6)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct tp_flow_key key;
+	struct tp_addr local;
+	struct tp_addr *orig;
+	__u64 cookie;
+
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_lookup_elem(&tp_orig_dst_v1, &cookie) || !sk)
+		return restore_original(ctx, is6);
+	if (sk->family == TP_AF_INET)
+		tp_addr4(&local, sk->src_ip4, bpf_htons((__u16)sk->src_port));
+	else if (sk->family == TP_AF_INET6)
+		tp_addr6(&local, sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3],
+			 bpf_htons((__u16)sk->src_port));
+	else
+		return TP_ALLOW;
+	tp_flow_key(&key, &local);
+	orig = bpf_map_lookup_elem(&tp_flow_v1, &key);
+	if (orig)
+		ctx_set_addr(ctx, is6, orig);
+	return TP_ALLOW;
+}
+
 static __always_inline int handle_recvmsg(struct bpf_sock_addr *ctx, int is6)
 {
 	struct tp_config *cfg = tp_config();
@@ -358,7 +441,7 @@ static __always_inline int handle_recvmsg(struct bpf_sock_addr *ctx, int is6)
 
 	if (!cfg || !is_udp(ctx))
 		return TP_ALLOW;
-	port = ctx_listener_port(ctx, is6);
+	port = ctx_listener_port(ctx, is6, cfg);
 	if (port == 0 || port != cfg->dns_port)
 		return TP_ALLOW;
 	return restore_original(ctx, is6);
@@ -373,12 +456,12 @@ static __always_inline int handle_getpeername(struct bpf_sock_addr *ctx, int is6
 
 	if (!cfg)
 		return TP_ALLOW;
-	port = ctx_listener_port(ctx, is6);
+	port = ctx_listener_port(ctx, is6, cfg);
 	if (port == 0)
 		return TP_ALLOW;
 	if (is_tcp(ctx) && (port == cfg->outbound_port || port == cfg->dns_port ||
 			    port == cfg->inbound_port))
-		return restore_original(ctx, is6);
+		return restore_by_local(ctx, is6);
 	if (is_udp(ctx) && port == cfg->dns_port)
 		return restore_original(ctx, is6);
 	return TP_ALLOW;

@@ -138,7 +138,6 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 #define TP_IPOPT_MAX_LEN       40
 /* As in egress.bpf.c: a block of more options than this is treated as source-routed. */
 #define TP_IPOPT_WALK          8
-#define TP_REFUSE              0
 /* Larger buffers reach the program truncated to a page; optlen 0 tells the kernel to
  * use the caller's own buffer (a program that leaves a larger optlen gets EFAULT on
  * 5.x kernels). */

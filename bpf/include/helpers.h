@@ -34,6 +34,8 @@
 
 /* cgroup sock_addr and sockopt programs: 1 lets the syscall proceed. */
 #define TP_ALLOW 1
+/* ... and 0 fails it with EPERM. */
+#define TP_REFUSE 0
 
 static __always_inline struct tp_config *tp_config(void)
 {

@@ -291,6 +291,26 @@ for (const { engine, short } of ENGINES) {
         });
       }
 
+      for (const f of FAMILIES) {
+        const remote = (): string => ip(s.sb, f, CLIENT_HOSTS.remote);
+        it(`IPv${f}: MPTCP lands on the outbound listener and the app's getpeername() still says the original address`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await tool(s.sb, app, ['mptcp', '--host', remote(), '--port', String(REMOTE_PORTS.plain)]);
+          expectOutbound(r, hostPort(remote(), REMOTE_PORTS.plain));
+          expect(r.peername).toBe(remote());
+        });
+
+        it(`IPv${f}: a socket bound to the interface (SO_BINDTODEVICE) ${engine === 'ebpf' ? 'lands on the outbound listener' : 'does not reach the remote host directly'}`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await tool(s.sb, app, ['bound-tcp', '--iface', s.sb.iface.mesh, '--host', remote(), '--port', String(REMOTE_PORTS.plain)]);
+          // iptables: REDIRECT sends it to loopback while the socket stays bound to the interface: it times out (README).
+          if (engine === 'ebpf') {
+            expectOutbound(r, hostPort(remote(), REMOTE_PORTS.plain));
+            expect(r.peername).toBe(remote());
+          } else expect(r.reply?.via ?? '', JSON.stringify(r)).not.toBe('remote');
+        });
+      }
+
       it('IPv4-mapped IPv6 (::ffff:a.b.c.d on an AF_INET6 socket) lands on the outbound listener', async (t) => {
         s.skipIfTooOld(t);
         const remote = ip(s.sb, 4, CLIENT_HOSTS.remote);
