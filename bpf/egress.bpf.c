@@ -12,9 +12,8 @@
  * sender gets EPERM (UDP) or a connection that never leaves (TCP, which cannot set
  * them per packet anyway).
  *
- * The common packet costs one settings lookup and one header load: IPv4 without
- * options (ihl == 5) and IPv6 whose next header is not an extension header pass at
- * once.
+ * The common packet costs one settings lookup and two header loads (routing; UDP to
+ * port 53, see stale_dns).
  */
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -104,21 +103,66 @@ static __always_inline int ipv6_routing_header(struct __sk_buff *skb)
 	return 1;
 }
 
+/*
+ * A UDP datagram to port 53 of a captured DNS server that was not redirected: its
+ * socket was connected before tpctl was installed (connect4/6 never saw it, and
+ * sendmsg hooks run only for datagrams that name their destination). The iptables
+ * engine redirects such a socket's next datagram; BPF cannot rewrite it here, so it
+ * refuses it (the sender gets EPERM; resolvers then open a new socket, which is
+ * redirected) instead of letting DNS go around the proxy.
+ */
+static __always_inline int stale_dns(struct __sk_buff *skb, const struct tp_config *cfg,
+				     __u32 uid)
+{
+	struct tp_addr dst;
+	__be16 dport;
+
+	if (cfg->dns_mode == TP_DNS_OFF)
+		return 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP)
+			return 0;
+		if (bpf_skb_load_bytes(skb, ip.ihl * 4 + 2, &dport, sizeof(dport)))
+			return 0;
+		tp_addr4(&dst, ip.daddr, dport);
+	} else {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_UDP)
+			return 0;
+		if (bpf_skb_load_bytes(skb, sizeof(ip6) + 2, &dport, sizeof(dport)))
+			return 0;
+		tp_addr6(&dst, ip6.daddr.in6_u.u6_addr32[0], ip6.daddr.in6_u.u6_addr32[1],
+			 ip6.daddr.in6_u.u6_addr32[2], ip6.daddr.in6_u.u6_addr32[3], dport);
+	}
+	if (dport != bpf_htons(TP_DNS_PORT) || !dns_captured(cfg, &dst))
+		return 0;
+	return !tp_uid_excluded(uid, IPPROTO_UDP, TP_DNS_PORT);
+}
+
 SEC("cgroup_skb/egress")
 int tp_egress(struct __sk_buff *skb)
 {
 	struct tp_config *cfg = tp_config();
+	__u32 uid;
 
 	if (!cfg || cfg->flags == 0)
 		return TP_PASS;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (!ipv4_source_routed(skb))
-			return TP_PASS;
+		if (ipv4_source_routed(skb))
+			goto owner;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (!ipv6_routing_header(skb))
-			return TP_PASS;
+		if (ipv6_routing_header(skb))
+			goto owner;
 	} else {
 		return TP_PASS;
 	}
+	uid = bpf_get_socket_uid(skb);
+	if (uid == cfg->proxy_uid || !stale_dns(skb, cfg, uid))
+		return TP_PASS;
+	return TP_DROP;
+owner:
 	return bpf_get_socket_uid(skb) == cfg->proxy_uid ? TP_PASS : TP_DROP;
 }

@@ -147,24 +147,6 @@ static __always_inline int cidr_excluded(const struct tp_addr *dst)
 	return bpf_map_lookup_elem(&tp_out_cidr6_v1, &k) != 0;
 }
 
-/* Port 53 of a DNS server that is captured (every server, or one listed). */
-static __always_inline int dns_captured(const struct tp_config *cfg, const struct tp_addr *dst)
-{
-	if (cfg->dns_mode == TP_DNS_OFF || cfg->dns_port == 0)
-		return 0;
-	if (dst->port != bpf_htons(TP_DNS_PORT) || !tp_family_on(cfg, dst->family))
-		return 0;
-	if (cfg->dns_mode == TP_DNS_ALL)
-		return 1;
-	if (dst->family == TP_AF_INET)
-		return bpf_map_lookup_elem(&tp_dns_srv4_v1, &dst->ip[0]) != 0;
-
-	struct tp_ip6 k;
-
-	tp_ip6_copy(k.addr, dst->ip);
-	return bpf_map_lookup_elem(&tp_dns_srv6_v1, &k) != 0;
-}
-
 /* Is the socket bound to Envoy's inbound passthrough source, 127.0.0.6 / ::6 (or
  * ::ffff:127.0.0.6)? The bound address is the socket's rcv_saddr: src_ip4/src_ip6. */
 static __always_inline int bound_to_passthrough(struct bpf_sock_addr *ctx)

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
-  conformanceFlags, ip, meshIp, probeTcp, startProxy,
+  conformanceFlags, describeCli, engineFlags, ip, meshIp, probeTcp, runCli, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
 import { runIn, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
@@ -340,5 +340,38 @@ for (const { engine, short } of ENGINES) {
         expectInbound(await raw(4, 'frag'), hostPort(meshIp(s.sb, 4), APP_PORTS.plain), ip(s.sb, 4, SPOOFED));
       });
     });
+  });
+
+  describe(`bypass: ${engine}: a UDP socket connected to the nameserver before the install`, () => {
+    const s = useSandbox(`tpe2e-${short}-y-${process.pid}`, engine, undefined);
+
+    for (const f of FAMILIES) {
+      it(`IPv${f}: its next query does not reach the server around the DNS listener${engine === 'ebpf' ? ' (refused with EPERM)' : ' (redirected)'}`, async () => {
+        const sb = s.sb;
+        const remote = ip(sb, f, CLIENT_HOSTS.remote);
+        const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'udp-hold', '--host', remote, '--port', '53', '--timeout', String(TOOL_TIMEOUT_S)] });
+        let installed = false;
+        try {
+          const before = JSON.parse(await held.waitForLine((l) => l.startsWith('{'), 10_000)) as ToolResult;
+          expect(before.reply?.via, JSON.stringify(before)).toBe('remote-dns');
+          const r = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
+          expect(r.exitCode, describeCli(r)).toBe(0);
+          installed = true;
+          held.writeLine('again');
+          await held.waitForLine(() => held.lines.filter((l) => l.startsWith('{')).length >= 2, (TOOL_TIMEOUT_S + 5) * 1000);
+          const after = JSON.parse(held.lines.filter((l) => l.startsWith('{'))[1]!) as ToolResult;
+          expect(after.reply?.via ?? '', JSON.stringify(after)).not.toBe('remote-dns');
+          if (engine === 'ebpf') expect(after).toEqual({ refused: 'EPERM' });
+          else expect(after.reply?.via).toBe('proxy-dns');
+        } finally {
+          held.closeStdin();
+          await held.stop();
+          if (installed) {
+            const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+            expect(u.exitCode, describeCli(u)).toBe(0);
+          }
+        }
+      });
+    }
   });
 }
