@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 APT_PACKAGES := iptables iproute2 libbpf1 util-linux procps
 BPF_PACKAGES := clang llvm libbpf-dev linux-libc-dev
-TEST_PACKAGES := bpftool
+TEST_PACKAGES := bpftool python3
 
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,bpf/prebuilt/%.bpf.o,$(BPF_SRC))
