@@ -110,8 +110,8 @@ function clearSlot(mapFd: number, key: number): void {
 
 /**
  * Writes the current listeners on `port` into tp_listener_v1. Returns one line per
- * registered listener. A listener whose process vanished meanwhile is skipped (the
- * next one to listen registers itself through sockops).
+ * listener (registered, or why not). A listener whose process vanished meanwhile is
+ * skipped (the next one to listen registers itself through sockops).
  */
 export function registerListeners(bpffsPath: string, port: number, proxyUid: number): string[] {
   const listeners = findListeners(port, proxyUid);
@@ -125,11 +125,15 @@ export function registerListeners(bpffsPath: string, port: number, proxyUid: num
     }
     for (const l of listeners) {
       const holder = holders.get(l.inode);
-      if (!holder) continue;
+      if (!holder) continue; // closed meanwhile
       let dup: number;
       try {
         dup = duplicateFd(holder.pid, holder.fd);
-      } catch {
+      } catch (e) {
+        lines.push(
+          `inbound listener on port ${port} (${l.family}, pid ${holder.pid}) not registered (${(e as Error).message}): ` +
+            'inbound connections are refused until the proxy listens again',
+        );
         continue;
       }
       try {

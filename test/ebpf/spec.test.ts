@@ -52,6 +52,20 @@ describe('buildEbpfSpec', () => {
     expect(entries(buildEbpfSpec(c), 'tp_dns_srv4_v1')).toHaveLength(0);
   });
 
+  it('attaches sk_lookup to the netns and the setsockopt/egress guards to the cgroup', () => {
+    const hooks = Object.fromEntries(buildEbpfSpec(cfg()).programs.map((p) => [p.name, `${p.hook} ${p.section}`]));
+    expect(hooks).toMatchObject({
+      tp_sk_lookup: 'netns sk_lookup',
+      tp_setsockopt: 'cgroup cgroup/setsockopt',
+      tp_egress: 'cgroup cgroup_skb/egress',
+    });
+  });
+
+  it('writes the netns cookie it is given into tp_netns_v1 (0 for a plan)', () => {
+    expect(entries(buildEbpfSpec(cfg(), true, 0x1234n), 'tp_netns_v1')[0]!.value.readBigUInt64LE(0)).toBe(0x1234n);
+    expect(entries(buildEbpfSpec(cfg()), 'tp_netns_v1')[0]!.value.readBigUInt64LE(0)).toBe(0n);
+  });
+
   it('leaves out the tc program when inbound is off, and warns about iptables-only options', () => {
     const c = cfg();
     c.inbound.enabled = false;
@@ -60,6 +74,8 @@ describe('buildEbpfSpec', () => {
     c.storeFirewalld = true; // warned about by the config layer, not again here
     const spec = buildEbpfSpec(c);
     expect(spec.programs.map((p) => p.name)).not.toContain('tp_tc_ingress');
+    expect(spec.programs.map((p) => p.name)).not.toContain('tp_sk_lookup');
+    expect(spec.programs.map((p) => p.name)).toContain('tp_egress');
     expect(spec.warnings).toEqual(['--vnet is ignored with --ebpf-enabled', '--drop-invalid-packets is ignored with --ebpf-enabled']);
   });
 
