@@ -268,14 +268,9 @@ export function programFd(p: ProgramInfo): number {
 
 // ---- links -----------------------------------------------------------------
 
-/**
- * Attaches a cgroup program with a bpf_link (BPF_F_ALLOW_MULTI semantics: other
- * programs on the same hook keep running), pins the link at pinPath and releases
- * our handle: from then on the pin alone keeps the program attached.
- */
-export function attachCgroupPinned(p: ProgramInfo, cgroupFd: number, pinPath: string): void {
+/** Pins a fresh link and releases our handle: from then on the pin alone keeps the program attached. */
+function pinAndRelease(link: NativePtr, pinPath: string): void {
   const b = libbpf();
-  const link = checkPtr('bpf_program__attach_cgroup', b.attach_cgroup!(p.handle, cgroupFd), p.name);
   try {
     checkRet('bpf_link__pin', b.link_pin!(link, pinPath), pinPath);
   } catch (e) {
@@ -286,17 +281,17 @@ export function attachCgroupPinned(p: ProgramInfo, cgroupFd: number, pinPath: st
   b.link_destroy!(link);
 }
 
-/** Attaches a network-namespace program (sk_lookup) with a bpf_link and pins it, as attachCgroupPinned does. */
+/**
+ * Attaches a cgroup program with a bpf_link (BPF_F_ALLOW_MULTI semantics: other
+ * programs on the same hook keep running) and pins the link at pinPath.
+ */
+export function attachCgroupPinned(p: ProgramInfo, cgroupFd: number, pinPath: string): void {
+  pinAndRelease(checkPtr('bpf_program__attach_cgroup', libbpf().attach_cgroup!(p.handle, cgroupFd), p.name), pinPath);
+}
+
+/** Attaches a network-namespace program (sk_lookup) with a bpf_link and pins it. */
 export function attachNetnsPinned(p: ProgramInfo, netnsFd: number, pinPath: string): void {
-  const b = libbpf();
-  const link = checkPtr('bpf_program__attach_netns', b.attach_netns!(p.handle, netnsFd), p.name);
-  try {
-    checkRet('bpf_link__pin', b.link_pin!(link, pinPath), pinPath);
-  } catch (e) {
-    b.link_destroy!(link);
-    throw e;
-  }
-  b.link_destroy!(link);
+  pinAndRelease(checkPtr('bpf_program__attach_netns', libbpf().attach_netns!(p.handle, netnsFd), p.name), pinPath);
 }
 
 /** Force-detaches the link behind a pinned path (even if someone else holds an fd). */
