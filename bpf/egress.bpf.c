@@ -12,9 +12,11 @@
  * sender gets EPERM (UDP) or a connection that never leaves (TCP, which cannot set
  * them per packet anyway).
  *
- * The common packet costs one settings lookup and two header loads (routing; UDP to
- * port 53, see stale_dns).
+ * Also refused: stale DNS (stale_dns) and loopback-bound packets leaving through
+ * another interface (loopback_elsewhere). The common packet costs one settings lookup
+ * and a few header loads.
  */
+#include <stddef.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -142,6 +144,26 @@ static __always_inline int stale_dns(struct __sk_buff *skb, const struct tp_conf
 	return !tp_uid_excluded(uid, IPPROTO_UDP, TP_DNS_PORT);
 }
 
+/* Every network namespace numbers its loopback device 1 (LOOPBACK_IFINDEX). */
+#define TP_LOOPBACK_IFINDEX 1
+
+/*
+ * A datagram redirected to a loopback listener but sent with an interface index of its
+ * own (IP_PKTINFO ifindex, IP_UNICAST_IF) leaves through that interface, where nobody
+ * will ever take it: refuse it (EPERM) rather than lose it in silence. (IPv6 already
+ * fails such a send with ENETUNREACH.)
+ */
+static __always_inline int loopback_elsewhere(struct __sk_buff *skb)
+{
+	__u32 daddr;
+
+	if (skb->ifindex == TP_LOOPBACK_IFINDEX)
+		return 0;
+	if (bpf_skb_load_bytes(skb, offsetof(struct iphdr, daddr), &daddr, sizeof(daddr)))
+		return 0;
+	return tp_is_loopback4(daddr);
+}
+
 SEC("cgroup_skb/egress")
 int tp_egress(struct __sk_buff *skb)
 {
@@ -151,7 +173,7 @@ int tp_egress(struct __sk_buff *skb)
 	if (!cfg || cfg->flags == 0)
 		return TP_PASS;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (ipv4_source_routed(skb))
+		if (ipv4_source_routed(skb) || loopback_elsewhere(skb))
 			goto owner;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if (ipv6_routing_header(skb))

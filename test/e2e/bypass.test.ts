@@ -311,6 +311,21 @@ for (const { engine, short } of ENGINES) {
         });
       }
 
+      for (const f of FAMILIES) {
+        it(`IPv${f}: DNS sent with an interface index (PKTINFO) ${engine === 'ebpf' ? 'fails loudly' : 'lands on the DNS listener'}, never reaching the server around it`, async (t) => {
+          s.skipIfTooOld(t);
+          const remote = ip(s.sb, f, CLIENT_HOSTS.remote);
+          const r = await tool(s.sb, app, ['udp-ifindex', '--iface', s.sb.iface.mesh, '--host', remote, '--port', '53']);
+          if (engine === 'ebpf') {
+            // The DNS listener is on loopback, which such a datagram cannot reach: refused, not lost (README, Limits).
+            expect(r, JSON.stringify(r)).toEqual(f === 4 ? { refused: 'EPERM' } : { error: 'ENETUNREACH: Network is unreachable' });
+          } else {
+            expect(r.reply?.via, JSON.stringify(r)).toBe('proxy-dns');
+            expect(r.from).toBe(remote);
+          }
+        });
+      }
+
       it('IPv4-mapped IPv6 (::ffff:a.b.c.d on an AF_INET6 socket) lands on the outbound listener', async (t) => {
         s.skipIfTooOld(t);
         const remote = ip(s.sb, 4, CLIENT_HOSTS.remote);
