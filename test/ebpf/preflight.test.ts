@@ -3,14 +3,23 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { planBpffs, resolveCgroup } from '../../src/ebpf/preflight.js';
-import { PreflightError } from '../../src/errors.js';
+import { MIN_KERNEL, planBpffs, resolveCgroup } from '../../src/ebpf/preflight.js';
+import { KernelTooOldError, PreflightError } from '../../src/errors.js';
+import { parseKernelRelease, requireKernel } from '../../src/host/kernel.js';
 import type { MountEntry } from '../../src/host/mounts.js';
 
 const dir = mkdtempSync(join(tmpdir(), `tpt-ebpf-pre-${process.pid}-`));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const root: MountEntry = { mountPoint: '/', fsType: 'ext4', source: '/dev/vda1' };
+
+describe('minimum kernel', () => {
+  it('is 5.15 (bpf_get_netns_cookie in sockops, for the sk_lookup listener): Debian 11 (5.10) is refused with the typed error', () => {
+    expect(MIN_KERNEL).toEqual({ major: 5, minor: 15 });
+    expect(() => requireKernel('eBPF transparent proxy', MIN_KERNEL.major, MIN_KERNEL.minor, parseKernelRelease('5.10.0-28-amd64'))).toThrow(KernelTooOldError);
+    expect(() => requireKernel('eBPF transparent proxy', MIN_KERNEL.major, MIN_KERNEL.minor, parseKernelRelease('5.15.0-91-generic'))).not.toThrow();
+  });
+});
 
 describe('planBpffs', () => {
   it('uses a directory inside a bpffs as is, creating missing levels there', () => {
