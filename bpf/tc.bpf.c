@@ -13,8 +13,10 @@
  *
  * Headers are read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET): offsets count
  * from the network header, so the program works whatever the link layer (Ethernet,
- * VLAN-stripped, or none at all on tun/wireguard devices). IPv6 extension headers and
- * IPv4 fragments are left alone (a SYN never needs either).
+ * VLAN-stripped, or none at all on tun/wireguard devices). IPv6 extension headers,
+ * fragments and other local addresses are left alone here: the sk_lookup program
+ * (sk_lookup.bpf.c) sees them after reassembly and steers them, or refuses them when no
+ * listener exists. This program is the fast path for the plain case.
  *
  * The program never drops. A steered SYN ends classification with TC_ACT_OK (the
  * socket assignment is final); every other packet returns TC_ACT_UNSPEC so filters
