@@ -17,7 +17,8 @@
  * stay: the proxy may still ask after the client has gone.
  *
  * TCP_LISTEN_CB (every listen() in the cgroup, no flag needed): a socket that starts
- * listening on inbound_port in tpctl's network namespace becomes the inbound listener
+ * listening on the wildcard address, port inbound_port, in tpctl's network namespace
+ * becomes the inbound listener
  * sk_lookup hands new connections to (tp_listener_v1; see sk_lookup.bpf.c). Any uid,
  * as under iptables, whose REDIRECT reaches whatever listens on that port.
  */
@@ -60,12 +61,20 @@ static __always_inline void register_listener(struct bpf_sock_ops *skops)
 	netns = bpf_map_lookup_elem(&tp_netns_v1, &zero);
 	if (!netns || *netns == 0 || bpf_get_netns_cookie(skops) != *netns)
 		return;
-	if (skops->family == TP_AF_INET)
+	/* Only a listener on the wildcard address (0.0.0.0 / ::), like the one iptables'
+	 * REDIRECT reaches: sk_lookup hands it connections for every local address, which a
+	 * socket bound to one address (say [::1]:inbound_port) must not get. */
+	if (skops->family == TP_AF_INET) {
+		if (skops->local_ip4 != 0)
+			return;
 		key = TP_LISTENER_INET;
-	else if (skops->family == TP_AF_INET6)
+	} else if (skops->family == TP_AF_INET6) {
+		if (skops->local_ip6[0] | skops->local_ip6[1] | skops->local_ip6[2] | skops->local_ip6[3])
+			return;
 		key = TP_LISTENER_INET6;
-	else
+	} else {
 		return;
+	}
 	bpf_sock_map_update(skops, &tp_listener_v1, &key, BPF_ANY);
 }
 

@@ -30,13 +30,16 @@ export interface ListenSocket {
   inode: number;
 }
 
-/** LISTEN sockets of one /proc/net/tcp{,6} text. */
+/** LISTEN sockets on the wildcard address in one /proc/net/tcp{,6} text. */
 export function parseProcNetTcp(text: string, family: ListenSocket['family']): ListenSocket[] {
   const out: ListenSocket[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10 || f[3] !== TCP_LISTEN) continue;
-    const port = parseInt(f[1]!.split(':')[1] ?? '', 16);
+    const [addressHex = '', portHex = ''] = f[1]!.split(':');
+    // Only the wildcard address (0.0.0.0 / ::), as sockops registers (sockops.bpf.c).
+    if (!/^0+$/.test(addressHex)) continue;
+    const port = parseInt(portHex, 16);
     const uid = Number(f[7]);
     const inode = Number(f[9]);
     if (!Number.isInteger(port) || !Number.isInteger(inode) || inode === 0) continue;

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  APP_PORTS, APP_UID, CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
+  APP_PORTS, APP_UID, CLIENT_HOSTS, PORTS, PROXY_UID, REMOTE_PORTS,
   conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, probeTcp, runCli, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
@@ -336,9 +336,12 @@ for (const { engine, short } of ENGINES) {
 
     // Last: stops the proxy (the shared cast) and starts a new one.
     describe('fail closed: without a proxy listener nothing reaches the app', () => {
-      it('with the proxy stopped, every inbound path is refused; a proxy started afterwards receives them again', async (t) => {
+      it('with the proxy stopped, every inbound path is refused (an app listening on the inbound port at loopback gets nothing); a proxy started afterwards receives them again', async (t) => {
         s.skipIfTooOld(t);
         await s.cast.proxy.stop();
+        // An ordinary app takes the inbound port on loopback meanwhile: it must not get the traffic either.
+        const squatter = spawnIn(s.sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'squat', '--host', '127.0.0.1,::1', '--port', String(PORTS.inbound)] });
+        await squatter.waitForLine((l) => l.includes('"ready"'), 10_000);
         const client = { host: 'client' as const };
         for (const f of FAMILIES) {
           await expect(probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, ip(s.sb, f, CLIENT_HOSTS.remote))).rejects.toThrow(/ECONNREFUSED/);
@@ -347,6 +350,9 @@ for (const { engine, short } of ENGINES) {
         }
         await expect(probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain)).rejects.toThrow(/ECONNREFUSED/);
         expect(await raw(6, 'dstopts')).toEqual({ refused: 'RST' });
+        squatter.closeStdin();
+        await squatter.waitForExit(5_000);
+        expect(JSON.parse(squatter.lines.filter(Boolean).at(-1) ?? '{}')).toEqual({ accepted: [] });
 
         // A proxy that starts after the install: its new listener is found (sockops, for eBPF).
         await startProxy(s.sb);
