@@ -363,11 +363,41 @@ for (const { engine, short } of ENGINES) {
     });
   });
 
-  describe(`bypass: ${engine}: a UDP socket connected to the nameserver before the install`, () => {
+  describe(`bypass: ${engine}: sockets set up before the install`, () => {
     const s = useSandbox(`tpe2e-${short}-y-${process.pid}`, engine, undefined);
 
+    it('a routing header set on a UDP socket before the install: no routed packet leaves afterwards', async (t) => {
+      const sb = s.sb;
+      const remote = ip(sb, 6, CLIENT_HOSTS.remote);
+      const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'rthdr-hold', '--host', remote, '--port', '53', '--via', remote, '--timeout', String(TOOL_TIMEOUT_S)] });
+      let installed = false;
+      try {
+        await held.waitForLine((l) => l.includes('"ready"'), 10_000);
+        const r = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
+        if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
+        expect(r.exitCode, describeCli(r)).toBe(0);
+        installed = true;
+        const { result, routed } = await routedPacketsDuring(sb, async () => {
+          held.writeLine('send');
+          await held.waitForExit((TOOL_TIMEOUT_S + 5) * 1000);
+          return JSON.parse(held.lines.filter((l) => l.startsWith('{')).at(-1) ?? '{}') as ToolResult;
+        });
+        expect(routed, JSON.stringify(result)).toBe(0);
+        expect(result.reply?.via ?? '', JSON.stringify(result)).not.toBe('remote-dns');
+        // eBPF: cgroup_skb/egress drops it (setsockopt was not hooked yet when the header was set).
+        if (engine === 'ebpf') expect(result).toEqual({ refused: 'EPERM' });
+      } finally {
+        held.closeStdin();
+        await held.stop();
+        if (installed) {
+          const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+          expect(u.exitCode, describeCli(u)).toBe(0);
+        }
+      }
+    });
+
     for (const f of FAMILIES) {
-      it(`IPv${f}: its next query does not reach the server around the DNS listener${engine === 'ebpf' ? ' (refused with EPERM)' : ' (redirected)'}`, async (t) => {
+      it(`IPv${f}: a UDP socket connected to the nameserver: its next query does not reach the server around the DNS listener${engine === 'ebpf' ? ' (refused with EPERM)' : ' (redirected)'}`, async (t) => {
         const sb = s.sb;
         const remote = ip(sb, f, CLIENT_HOSTS.remote);
         const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'udp-hold', '--host', remote, '--port', '53', '--timeout', String(TOOL_TIMEOUT_S)] });
