@@ -16,13 +16,13 @@
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, PORTS, PROXY_UID, REMOTE_PORTS,
   conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, probeTcp, runCli, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
-import { runIn, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { useSandbox } from './suite.js';
 
@@ -134,6 +134,28 @@ async function prepareAttack(sb: Sandbox): Promise<{ meshMac: string; linkLocal:
   await mustRunIn(sb, 'mesh', ['sysctl', '-q', '-w', 'net.ipv4.tcp_fastopen=5']);
   const link = JSON.parse(await mustRunIn(sb, 'mesh', ['ip', '-j', 'link', 'show', 'dev', sb.iface.mesh])) as Array<{ address: string }>;
   return { meshMac: link[0]!.address, linkLocal: await meshLinkLocal(sb) };
+}
+
+/**
+ * For a process set up before the install: installs `engine`, runs `afterInstall`, then
+ * stops the process and uninstalls (also on failure). Skips only on a too-old kernel.
+ */
+async function installAround(sb: Sandbox, engine: EngineName, t: TestContext, held: SandboxProcess, afterInstall: () => Promise<void>): Promise<void> {
+  let installed = false;
+  try {
+    const r = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
+    if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
+    expect(r.exitCode, describeCli(r)).toBe(0);
+    installed = true;
+    await afterInstall();
+  } finally {
+    held.closeStdin();
+    await held.stop();
+    if (installed) {
+      const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
+      expect(u.exitCode, describeCli(u)).toBe(0);
+    }
+  }
 }
 
 const app: Runner = { host: 'mesh', uid: APP_UID };
@@ -370,13 +392,8 @@ for (const { engine, short } of ENGINES) {
       const sb = s.sb;
       const remote = ip(sb, 6, CLIENT_HOSTS.remote);
       const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'rthdr-hold', '--host', remote, '--port', '53', '--via', remote, '--timeout', String(TOOL_TIMEOUT_S)] });
-      let installed = false;
-      try {
-        await held.waitForLine((l) => l.includes('"ready"'), 10_000);
-        const r = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
-        if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
-        expect(r.exitCode, describeCli(r)).toBe(0);
-        installed = true;
+      await held.waitForLine((l) => l.includes('"ready"'), 10_000);
+      await installAround(sb, engine, t, held, async () => {
         const { result, routed } = await routedPacketsDuring(sb, async () => {
           held.writeLine('send');
           await held.waitForExit((TOOL_TIMEOUT_S + 5) * 1000);
@@ -386,14 +403,7 @@ for (const { engine, short } of ENGINES) {
         expect(result.reply?.via ?? '', JSON.stringify(result)).not.toBe('remote-dns');
         // eBPF: cgroup_skb/egress drops it (setsockopt was not hooked yet when the header was set).
         if (engine === 'ebpf') expect(result).toEqual({ refused: 'EPERM' });
-      } finally {
-        held.closeStdin();
-        await held.stop();
-        if (installed) {
-          const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
-          expect(u.exitCode, describeCli(u)).toBe(0);
-        }
-      }
+      });
     });
 
     for (const f of FAMILIES) {
@@ -401,28 +411,16 @@ for (const { engine, short } of ENGINES) {
         const sb = s.sb;
         const remote = ip(sb, f, CLIENT_HOSTS.remote);
         const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'udp-hold', '--host', remote, '--port', '53', '--timeout', String(TOOL_TIMEOUT_S)] });
-        let installed = false;
-        try {
-          const before = JSON.parse(await held.waitForLine((l) => l.startsWith('{'), 10_000)) as ToolResult;
-          expect(before.reply?.via, JSON.stringify(before)).toBe('remote-dns');
-          const r = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
-          if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
-          expect(r.exitCode, describeCli(r)).toBe(0);
-          installed = true;
+        const before = JSON.parse(await held.waitForLine((l) => l.startsWith('{'), 10_000)) as ToolResult;
+        expect(before.reply?.via, JSON.stringify(before)).toBe('remote-dns');
+        await installAround(sb, engine, t, held, async () => {
           held.writeLine('again');
           await held.waitForLine(() => held.lines.filter((l) => l.startsWith('{')).length >= 2, (TOOL_TIMEOUT_S + 5) * 1000);
           const after = JSON.parse(held.lines.filter((l) => l.startsWith('{'))[1]!) as ToolResult;
           expect(after.reply?.via ?? '', JSON.stringify(after)).not.toBe('remote-dns');
           if (engine === 'ebpf') expect(after).toEqual({ refused: 'EPERM' });
           else expect(after.reply?.via).toBe('proxy-dns');
-        } finally {
-          held.closeStdin();
-          await held.stop();
-          if (installed) {
-            const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
-            expect(u.exitCode, describeCli(u)).toBe(0);
-          }
-        }
+        });
       });
     }
   });
