@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-APT_PACKAGES := iptables iproute2 libbpf1 util-linux procps
+APT_PACKAGES := iptables nftables iproute2 libbpf1 util-linux procps
 BPF_PACKAGES := clang llvm libbpf-dev linux-libc-dev
 TEST_PACKAGES := bpftool
 
