@@ -233,7 +233,7 @@ describe('validation messages (one line each)', () => {
     [
       'unknown top-level key',
       { files: [yamlFile('tp.yaml', 'redirct: {}\n')] },
-      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, verbose, dryRun, iptablesBackend)',
+      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, verbose, dryRun, iptablesBackend, engine)',
     ],
     [
       'kumactl key tpctl does not support',
@@ -376,7 +376,7 @@ describe('uninstall config', () => {
   });
   it('refuses install-only flags', () => {
     expect(errorLine(() => resolveUninstallConfig({ flags: { redirectDns: true } as never }))).toBe(
-      '--redirect-dns: not an option of this command (allowed: --config, --dry-run, --verbose, --ebpf-enabled, --ebpf-bpffs-path, --iptables-backend)',
+      '--redirect-dns: not an option of this command (allowed: --config, --dry-run, --verbose, --ebpf-enabled, --ebpf-bpffs-path, --iptables-backend, --engine)',
     );
   });
 });

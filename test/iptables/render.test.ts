@@ -1,24 +1,15 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
 import { renderIptablesFirewalld, renderIptablesRuleset } from '../../src/iptables/index.js';
+import { expectGolden as expectGoldenIn } from '../fixtures/golden.js';
 import { defaultConfig, everyFlagConfig } from './fixtures.js';
 
 const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
-/** Whole-file comparison; UPDATE_GOLDEN=1 rewrites the file instead. */
-function expectGolden(name: string, actual: string): void {
-  const path = join(GOLDEN_DIR, name);
-  if (process.env.UPDATE_GOLDEN === '1') {
-    mkdirSync(GOLDEN_DIR, { recursive: true });
-    writeFileSync(path, actual);
-    return;
-  }
-  expect(actual).toBe(readFileSync(path, 'utf8'));
-}
+const expectGolden = (name: string, actual: string): void => expectGoldenIn(GOLDEN_DIR, name, actual);
 
 const variants: Record<string, () => TransparentProxyConfig> = {
   default: defaultConfig,
