@@ -3,10 +3,7 @@
  * comparison; UPDATE_GOLDEN=1 rewrites them). No root: test/nftables/engine.test.ts
  * feeds every golden file to `nft --check` in a network namespace.
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
 import { buildNftRuleset, canonicalCidrs, mergePortRanges } from '../../src/nftables/build.js';
 import { layoutForKernel, renderNftablesScript } from '../../src/nftables/index.js';
@@ -14,36 +11,9 @@ import { renderInstallScript, renderRemovalScript } from '../../src/nftables/ren
 import { parseTableJson } from '../../src/nftables/nft.js';
 import { expectGolden as expectGoldenIn } from '../fixtures/golden.js';
 import { defaultConfig, everyFlagConfig } from '../iptables/fixtures.js';
+import { GOLDEN_DIR, VARIANTS } from './fixtures.js';
 
-export const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 const expectGolden = (name: string, actual: string): void => expectGoldenIn(GOLDEN_DIR, name, actual);
-
-/** The golden variants: name → config (the same variants as the iptables engine's golden files). */
-export const VARIANTS: Record<string, () => TransparentProxyConfig> = {
-  default: defaultConfig,
-  'every-flag': everyFlagConfig,
-  'all-dns': () => {
-    const cfg = defaultConfig();
-    cfg.dns.mode = 'all';
-    return cfg;
-  },
-  'all-dns-no-zone-split': () => {
-    const cfg = defaultConfig();
-    cfg.dns.mode = 'all';
-    cfg.dns.conntrackZoneSplit = false;
-    return cfg;
-  },
-  'inbound-disabled': () => {
-    const cfg = everyFlagConfig();
-    cfg.inbound.enabled = false;
-    return cfg;
-  },
-  'ipv4-only': () => {
-    const cfg = everyFlagConfig();
-    cfg.ipFamilyMode = 'ipv4';
-    return cfg;
-  },
-};
 
 describe('nft script golden files', () => {
   for (const [name, make] of Object.entries(VARIANTS)) {
