@@ -6,6 +6,9 @@
  * after another and waits for the greeting line:
  *   direct     no engine installed: the remote server on the client host answers
  *   iptables   nat REDIRECT to the test proxy on 15001 (nft backend)
+ *   nftables   the nftables engine's redirect to the same proxy
+ *   nft-15k    the same with 15,000 excluded outbound ports (one interval set): the
+ *              exclusions must not slow the redirected connections down
  *   ebpf       cgroup/connect4 rewrite to the test proxy on 127.0.0.1:15001
  * The proxy answers like the remote server does (one JSON line; it also recovers
  * SO_ORIGINAL_DST), so the ratios say what transparent proxying costs an app's
@@ -43,8 +46,11 @@ interface LoopResult {
   error?: string;
 }
 
-type PathName = 'direct' | 'iptables' | 'ebpf';
-const order: PathName[] = ['direct', 'iptables', 'ebpf'];
+type PathName = 'direct' | 'iptables' | 'nftables' | 'nft-15k' | 'ebpf';
+const order: PathName[] = ['direct', 'iptables', 'nftables', 'nft-15k', 'ebpf'];
+
+/** 15,000 single excluded ports (every other port from 20000, so none merge into a range), none of them 8080. */
+const MANY_EXCLUDED_PORTS = Array.from({ length: 15_000 }, (_, i) => 20_000 + 2 * i);
 
 async function loop(sb: Sandbox, host: string, port: number, count: number): Promise<LoopResult> {
   const p = spawnIn(sb, 'mesh', {
@@ -66,8 +72,9 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)] ?? 0;
 };
 
-async function withEngine<T>(sb: Sandbox, engine: EngineName, fn: () => Promise<T>): Promise<T> {
-  const install = await runCli(sb, ['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb)]);
+async function withEngine<T>(sb: Sandbox, engine: EngineName, fn: () => Promise<T>, extraExcludedOutboundPorts: number[] = []): Promise<T> {
+  const flags = conformanceFlags(sb, { extraExcludedOutboundPorts });
+  const install = await runCli(sb, ['install', 'transparent-proxy', ...flags, ...engineFlags(engine, sb)]);
   if (install.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(install)}`);
   try {
     return await fn();
@@ -86,13 +93,15 @@ async function main(): Promise<void> {
   const rounds = Math.min(Math.max(Number(process.env.BENCH_ROUNDS ?? 3), 1), 10);
   for (const line of describeSweep(await sweepStaleSandboxes())) process.stderr.write(`bench: ${line}\n`);
   const sb = await createSandbox({ name: `tpbench-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
-  const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], ebpf: [] };
+  const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], nftables: [], 'nft-15k': [], ebpf: [] };
   try {
     await startCast(sb);
     const remote = sb.v4(CLIENT_HOSTS.remote);
     const run: Record<PathName, () => Promise<LoopResult>> = {
       direct: () => loop(sb, remote, REMOTE_PORTS.plain, count),
       iptables: () => withEngine(sb, 'iptables-nft', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
+      nftables: () => withEngine(sb, 'nftables', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
+      'nft-15k': () => withEngine(sb, 'nftables', () => loop(sb, remote, REMOTE_PORTS.plain, count), MANY_EXCLUDED_PORTS),
       ebpf: () => withEngine(sb, 'ebpf', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
     };
     // Warm both servers (JIT, socket buffers) before anything is measured.
@@ -100,14 +109,14 @@ async function main(): Promise<void> {
     await loop(sb, remote, REMOTE_PORTS.plain, Math.min(count, 500));
     for (let r = 0; r < rounds; r++) {
       // Rotate the order each round so no path always runs first or last.
-      const rotated = [...order.slice(r % 3), ...order.slice(0, r % 3)];
+      const rotated = [...order.slice(r % order.length), ...order.slice(0, r % order.length)];
       for (const name of rotated) results[name].push(await run[name]());
       process.stdout.write(`round ${r + 1}/${rounds} done (${rotated.join(', ')})\n`);
     }
   } finally {
     await sb.destroy();
   }
-  const expectedVia: Record<PathName, string> = { direct: 'remote', iptables: 'proxy', ebpf: 'proxy' };
+  const expectedVia: Record<PathName, string> = { direct: 'remote', iptables: 'proxy', nftables: 'proxy', 'nft-15k': 'proxy', ebpf: 'proxy' };
   for (const name of order) {
     const vias = new Set(results[name].map((x) => x.via));
     if (vias.size !== 1 || !vias.has(expectedVia[name])) {
@@ -124,6 +133,10 @@ async function main(): Promise<void> {
   }
   const ratio = (a: PathName, b: PathName): string => (cps(a) / cps(b)).toFixed(3);
   process.stdout.write(`\nratios (conn/s): iptables/direct ${ratio('iptables', 'direct')}  ebpf/direct ${ratio('ebpf', 'direct')}  ebpf/iptables ${ratio('ebpf', 'iptables')}\n`);
+  process.stdout.write(
+    `ratios (conn/s): nftables/direct ${ratio('nftables', 'direct')}  nftables/iptables ${ratio('nftables', 'iptables')}  ` +
+      `nft-15k/nftables ${ratio('nft-15k', 'nftables')} (15,000 excluded ports vs none; the goal is ≥ 0.90)\n`,
+  );
 }
 
 main().catch((e: unknown) => {
