@@ -127,11 +127,11 @@ export async function installNftables(cfg: TransparentProxyConfig, log: Logger, 
 
 /** Whether any table of ours exists (an nftables install is present). */
 export async function hasNftablesInstall(): Promise<TableFamily[]> {
-  return ourTables();
+  return ourTables({ lenient: true });
 }
 
 export async function uninstallNftables(cfg: Pick<UninstallConfig, 'dryRun'>, log: Logger): Promise<EngineResult> {
-  const tables = await ourTables();
+  const tables = await ourTables({ lenient: true });
   if (tables.length === 0) return { changed: false, lines: ['nftables: no tpctl table found, nothing to remove'] };
   const script = renderRemovalScript(tables);
   if (cfg.dryRun) return { changed: false, lines: [`nftables: would remove ${tableNames(tables)}`, ...script.trimEnd().split('\n')] };

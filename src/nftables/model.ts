@@ -10,6 +10,7 @@
  * into that family's table, or into the inet table with a family match.
  */
 import type { IpFamily, PortRange, UidRange } from '../config/types.js';
+import type { Target } from '../iptables/model.js';
 
 /** The name of every table tpctl creates; uninstall finds them by it (families inet, ip, ip6). */
 export const TABLE_NAME = 'tpctl';
@@ -48,13 +49,8 @@ export type Match =
   | { kind: 'skuid'; ranges: UidRange[]; negate?: boolean }
   | { kind: 'ctstate'; state: 'invalid' };
 
-export type Statement =
-  | { kind: 'jump'; chain: string }
-  | { kind: 'return' }
-  | { kind: 'redirect'; toPort: number }
-  | { kind: 'ct-zone'; zone: number }
-  | { kind: 'drop' }
-  | { kind: 'log'; prefix: string; level: 'debug' };
+/** What a rule does: the iptables engine's targets, one for one (jump, return, redirect, ct zone, drop, log). */
+export type Statement = Target;
 
 export interface NftRule {
   /** Set when the rule concerns one family only (it then goes to that family's table, or gets a family match in inet). */

@@ -18,11 +18,21 @@ export async function nftScript(script: string, opts: { check?: boolean } = {}):
   await run(requireNft(), [...(opts.check ? ['--check'] : []), '-f', '-'], script);
 }
 
-/** The families holding a table named tpctl (empty without nft: nothing of ours can exist). */
-export async function ourTables(): Promise<TableFamily[]> {
+/**
+ * The families holding a table named tpctl: none without nft. `lenient`: a listing
+ * that fails (a kernel without nf_tables) counts as none too, so the other engines'
+ * conflict checks and uninstall work on hosts where nftables cannot run.
+ */
+export async function ourTables(opts: { lenient?: boolean } = {}): Promise<TableFamily[]> {
   const nft = findExecutable('nft');
   if (!nft) return [];
-  const out = (await run(nft, ['list', 'tables'])).stdout;
+  let out: string;
+  try {
+    out = (await run(nft, ['list', 'tables'])).stdout;
+  } catch (e) {
+    if (opts.lenient) return [];
+    throw e;
+  }
   const found: TableFamily[] = [];
   for (const line of out.split('\n')) {
     const m = /^table (inet|ip|ip6) (\S+)$/.exec(line.trim());

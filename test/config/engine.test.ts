@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { install } from '../../src/commands/install.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { resolveConfig, resolveUninstallConfig, type HostLookups, type ResolveInput } from '../../src/config/resolve.js';
-import { ConfigError } from '../../src/errors.js';
+import { errorLine } from '../fixtures/errors.js';
 import { staticUserLookup } from '../../src/host/users.js';
 
 function host(executables?: string[]): HostLookups {
@@ -21,15 +21,6 @@ function host(executables?: string[]): HostLookups {
 const DEBIAN = ['iptables', 'iptables-nft-restore', 'iptables-legacy-restore', 'nft'];
 const engineOf = (input: ResolveInput, h = host(DEBIAN)) => resolveConfig(input, h).config.engine;
 
-function errorLine(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.oneLine();
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('engine selection', () => {
   it('defaults to iptables, also without a lookup', () => {
