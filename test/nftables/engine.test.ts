@@ -64,15 +64,20 @@ describe('nftables engine', () => {
     }
   });
 
-  it('install with every option, then uninstall: nft list ruleset byte-identical, foreign tables untouched', async () => {
+  it('install with every option, reinstall (no change, same rule handles), uninstall: nft list ruleset byte-identical, foreign tables untouched', async () => {
     await addForeignNftTables(sb);
     const before = await nftRuleset(sb);
     expect(before).toContain('table inet firewalld');
     expect(before).toContain('table ip nat'); // iptables-nft's
-    await install(['--drop-invalid-packets', '--iptables-logs', '--vnet', 'docker0:172.17.0.0/16', '--vnet', 'br+:fd00:99::/64']);
+    const everything = ['--drop-invalid-packets', '--iptables-logs', '--vnet', 'docker0:172.17.0.0/16', '--vnet', 'br+:fd00:99::/64'];
+    await install(everything);
     const during = await nftRuleset(sb);
     expect(during).toContain('table inet tpctl {');
     expect(during).toContain('iifname "br*"');
+    // Handles change whenever a table is re-created: equal handles mean it was left alone.
+    const withHandles = await nft(['--handle', '--stateless', 'list', 'ruleset']);
+    expect(await install(everything)).toContain('nothing changed');
+    expect(await nft(['--handle', '--stateless', 'list', 'ruleset'])).toBe(withHandles);
     await expectProxied(sb.ipv4.client, REMOTE_PORTS.plain);
     await uninstall();
     expect(await nftRuleset(sb)).toBe(before);
