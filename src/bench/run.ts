@@ -20,7 +20,8 @@
  * Rounds rotate the order of the three so drift on the machine affects each alike; the report
  * gives the median connections/s per path and the ratios between them.
  *
- * Env: BENCH_CONNECTIONS (per path per round, default 2000), BENCH_ROUNDS (default 3).
+ * Env: BENCH_CONNECTIONS (per path per round, default 2000), BENCH_ROUNDS (default 3),
+ * BENCH_PAIRS (nftables none/15k pairs, default 30), BENCH_PAIR_CONNECTIONS (per side of a pair, default 300).
  */
 import { join } from 'node:path';
 import {
@@ -121,7 +122,9 @@ async function main(): Promise<void> {
   for (const line of describeSweep(await sweepStaleSandboxes())) process.stderr.write(`bench: ${line}\n`);
   const sb = await createSandbox({ name: `tpbench-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
   const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], nftables: [], 'nft-15k': [], ebpf: [] };
-  const pairCount = Math.min(Math.max(Number(process.env.BENCH_PAIRS ?? 8), 1), 40);
+  // Many short pairs: a stall from other work on the machine spoils a few pairs, not the median.
+  const pairCount = Math.min(Math.max(Number(process.env.BENCH_PAIRS ?? 30), 1), 100);
+  const pairConnections = Math.min(Math.max(Number(process.env.BENCH_PAIR_CONNECTIONS ?? 300), 100), 10_000);
   let pairs: Array<{ none: LoopResult; many: LoopResult }> = [];
   try {
     await startCast(sb);
@@ -142,7 +145,7 @@ async function main(): Promise<void> {
       for (const name of rotated) results[name].push(await run[name]());
       process.stdout.write(`round ${r + 1}/${rounds} done (${rotated.join(', ')})\n`);
     }
-    pairs = await exclusionPairs(sb, remote, Math.max(Math.floor(count / 2), 100), pairCount);
+    pairs = await exclusionPairs(sb, remote, pairConnections, pairCount);
   } finally {
     await sb.destroy();
   }
@@ -173,7 +176,7 @@ async function main(): Promise<void> {
   const p50Ratios = pairs.map((p) => p.none.p50Us / p.many.p50Us);
   const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
   process.stdout.write(
-    `\nnftables, 15,000 excluded ports vs none, ${pairs.length} back-to-back pairs of ${Math.max(Math.floor(count / 2), 100)} connections (goal ≥ 0.90):\n` +
+    `\nnftables, 15,000 excluded ports vs none, ${pairs.length} back-to-back pairs of ${pairConnections} connections (goal ≥ 0.90):\n` +
       `  conn/s   none ${median(pairs.map((p) => p.none.connPerSec))}, 15k ${median(pairs.map((p) => p.many.connPerSec))}; ` +
       `median ratio 15k/none ${median(rateRatios).toFixed(3)} (pairs: ${fmt(rateRatios)})\n` +
       `  p50 µs   none ${median(pairs.map((p) => p.none.p50Us))}, 15k ${median(pairs.map((p) => p.many.p50Us))}; ` +
