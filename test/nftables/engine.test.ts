@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  addForeignNftTables, APP_UID, conformanceFlags, EXTRA_CLIENT_HOSTS, describeCli, distDir, nftRuleset, probeTcp, REMOTE_PORTS, runCli, startCast,
+  addForeignNftTables, APP_PORTS, APP_UID, conformanceFlags, engineFlags, EXTRA_CLIENT_HOSTS, describeCli, distDir, nftRuleset, probeTcp, REMOTE_PORTS, runCli, startCast,
 } from '../../src/sandbox/harness.js';
 import { createSandbox, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort } from '../../src/sandbox/wire.js';
@@ -82,6 +82,22 @@ describe('nftables engine', () => {
     await uninstall();
     expect(await nftRuleset(sb)).toBe(before);
   });
+
+  for (const engine of ['iptables-nft', 'nftables'] as const) {
+    it(`--vnet (${engine}): TCP arriving on the vnet interface for an address outside its CIDR lands on the outbound listener, both families`, async () => {
+      // The client host's own address plays the virtual network: its connection to the mesh host's app is "outbound".
+      const vnets = ['--vnet', `${sb.iface.mesh}:${sb.ipv4.client}/32`, '--vnet', `${sb.iface.mesh}:${sb.ipv6.client}/128`];
+      await mustCli(['install', 'transparent-proxy', ...conformanceFlags(sb), ...engineFlags(engine, sb), ...vnets]);
+      try {
+        for (const mesh of [sb.ipv4.mesh, sb.ipv6.mesh]) {
+          const r = await probeTcp(sb, { host: 'client' }, mesh, APP_PORTS.plain);
+          expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'outbound', origDst: hostPort(mesh, APP_PORTS.plain) });
+        }
+      } finally {
+        await mustCli(['uninstall', 'transparent-proxy']);
+      }
+    });
+  }
 
   it('foreign nat chains before and after ours keep working, with traffic', async () => {
     // Before ours (-150): its DNAT wins, ours is not consulted for that connection.
