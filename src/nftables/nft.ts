@@ -9,7 +9,7 @@ import { TABLE_NAME, type TableFamily } from './model.js';
 
 export function requireNft(): string {
   const p = findExecutable('nft');
-  if (!p) throw new PreflightError('nftables: nft not found', { hint: 'install the nftables package (apt-get install nftables)' });
+  if (!p) throw new PreflightError('nftables: nft not found', { hint: 'install the nftables package: apt-get install nftables' });
   return p;
 }
 
