@@ -147,13 +147,7 @@ describe('nftables engine', () => {
 
   it('a host with nft and no iptables binary: kumactl flags alone install the nftables engine, and say so', async () => {
     const before = await nftRuleset(sb);
-    // A private mount namespace where the iptables binaries are not executable (/dev/null over them).
-    const hide = ['xtables-nft-multi', 'xtables-legacy-multi'].map((b) => `mount --bind /dev/null /usr/sbin/${b}`).join(' && ');
-    const kumactlFlags = conformanceFlags(sb);
-    const cli = join(distDir, 'cli.js');
-    const r = await runIn(sb, 'mesh', ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${hide} && exec "$@"`, 'sh', process.execPath, cli, 'install', 'transparent-proxy', ...kumactlFlags], {
-      timeoutMs: 30_000,
-    });
+    const r = await cliWithout(['xtables-nft-multi', 'xtables-legacy-multi'], ['install', 'transparent-proxy', ...conformanceFlags(sb)]);
     expect(r.exitCode, describeCli(r)).toBe(0);
     expect(r.stdout).toContain('engine: nftables (this host has nft but no iptables binary; choose with --engine)');
     expect(await nft(['list', 'tables'])).toContain('table inet tpctl');
@@ -161,7 +155,22 @@ describe('nftables engine', () => {
     await uninstall();
     expect(await nftRuleset(sb)).toBe(before);
   });
+
+  it('--engine nftables on a host without nft: one line, exit 3, nothing changed', async () => {
+    const before = await nftRuleset(sb);
+    const r = await cliWithout(['nft'], ['install', 'transparent-proxy', ...conformanceFlags(sb), '--engine', 'nftables']);
+    expect(r.exitCode, describeCli(r)).toBe(3);
+    expect(r.stderr.trim().split('\n')).toEqual(['error: nftables: nft not found (install the nftables package: apt-get install nftables)']);
+    expect(await nftRuleset(sb)).toBe(before);
+  });
 });
+
+/** The real CLI in the mesh host, in a private mount namespace where the named /usr/sbin binaries are not executable (/dev/null over them). */
+function cliWithout(binaries: string[], args: string[]) {
+  const hide = binaries.map((b) => `mount --bind /dev/null /usr/sbin/${b}`).join(' && ');
+  const argv = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${hide} && exec "$@"`, 'sh', process.execPath, join(distDir, 'cli.js'), ...args];
+  return runIn(sb, 'mesh', argv, { timeoutMs: 30_000 });
+}
 
 /** installNftables with a forced layout, run from dist/ inside the mesh host; resolves to its output lines. */
 async function installWithLayout(layout: 'inet' | 'split'): Promise<string> {
