@@ -72,6 +72,7 @@ function addInstallOptions(cmd: Command): Command {
     boolOption('--iptables-logs', 'iptables: log matched packets with the LOG target'),
     new Option('--vnet <iface:cidr>', 'virtual network whose traffic is redirected, e.g. docker0:172.17.0.0/16, br+:172.18.0.0/16; repeatable').argParser(collect),
     boolOption('--store-firewalld', 'iptables: also store the rules in firewalld (/etc/firewalld/direct.xml)'),
+    new Option('--engine <engine>', 'iptables, nftables or ebpf (default: iptables; nftables on a host with nft and no iptables binary; env TPCTL_ENGINE)'),
     new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto: the one already holding rules, else nft)'),
     new Option('--wait <seconds>', `seconds to wait for the xtables lock (default: ${d.waitSeconds})`),
     new Option('--wait-interval <microseconds>', 'xtables lock polling interval (default: iptables default)'),
@@ -96,6 +97,7 @@ function addInstallOptions(cmd: Command): Command {
 function addUninstallOptions(cmd: Command): Command {
   cmd.addOption(new Option('--config <file>', 'config file (YAML or JSON), - for stdin; repeatable').argParser(collect));
   cmd.addOption(new Option('--config-file <file>', 'kumactl spelling of --config').argParser(collect).hideHelp());
+  cmd.addOption(new Option('--engine <engine>', 'iptables, nftables or ebpf: --engine ebpf = --ebpf-enabled (every install found is removed anyway)'));
   cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
   cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
   cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
@@ -119,7 +121,7 @@ function givenFlags(cmd: Command): Record<string, string | boolean | string[]> {
 interface Verb {
   addOptions(cmd: Command): Command;
   description: string;
-  run(flags: Record<string, unknown>, logger: Logger): Promise<CommandResult>;
+  run(flags: Record<string, unknown>, logger: Logger, env: CliIo['env']): Promise<CommandResult>;
   /** The summary line after a change, and after a run that found nothing to change. */
   done: string;
   noop: string;
@@ -129,14 +131,14 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   install: {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
-    run: (flags, logger) => install(flags as RawFlags, { logger }),
+    run: (flags, logger, env) => install(flags as RawFlags, { logger, env }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: (flags, logger) => uninstall(flags as RawUninstallFlags, { logger }),
+    run: (flags, logger, env) => uninstall(flags as RawUninstallFlags, { logger, env }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },
@@ -145,7 +147,7 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
 function buildProgram(io: CliIo, logger: Logger): Command {
   const program = new Command('tpctl');
   program
-    .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy), iptables or eBPF')
+    .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy): iptables, nftables or eBPF')
     .version(packageVersion(), '-v, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .exitOverride()
@@ -175,7 +177,7 @@ function buildProgram(io: CliIo, logger: Logger): Command {
       .description(v.description)
       .action(async (_opts, cmd: Command) => {
         // The result lines (what was done, or the dry-run text), then a one-line summary.
-        const result = await v.run(givenFlags(cmd), logger);
+        const result = await v.run(givenFlags(cmd), logger, io.env);
         for (const line of result.lines) io.stdout(`${line}\n`);
         if (!result.dryRun) io.stdout(`${result.changed ? v.done : v.noop}\n`);
       });

@@ -5,3 +5,6 @@ export interface EngineResult {
   /** Human-readable lines: what was done, or the dry-run text. */
   lines: string[];
 }
+
+/** The engines (iptables, nftables, ebpf): resolveConfig picks one; engineOf reads it from a config. */
+export { ENGINE_NAMES, engineOf, type EngineName } from './config/types.js';

@@ -8,11 +8,12 @@ import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { withHostLock } from '../host/lock.js';
 import { backendHoldingTpctl, installIptables, renderIptablesRuleset } from '../iptables/index.js';
+import { hasNftablesInstall, installNftables, renderNftablesScript } from '../nftables/index.js';
 import { PreflightError } from '../errors.js';
 import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
 import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
 import type { RawFlags } from '../config/schema.js';
-import { silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
+import { engineOf, silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
 
 export interface CommandOptions {
   logger?: Logger;
@@ -20,6 +21,8 @@ export interface CommandOptions {
   host?: HostLookups;
   /** How `--config` files and `-` (stdin) are read. */
   readers?: ConfigReaders;
+  /** Environment variables that set options (TPCTL_ENGINE); the CLI passes its own. */
+  env?: Record<string, string | undefined>;
 }
 
 /** What a command did, and whether it was a dry run (which may be set in a config file, not only by flag). */
@@ -36,14 +39,19 @@ export function configPaths(config: RawFlags['config']): string[] {
 export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
-  const { config, warnings } = resolveConfig({ flags, files }, opts.host ?? systemHostLookups());
+  const { config, warnings, notes = [] } = resolveConfig({ flags, files, env: opts.env }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
-  return { ...(await installResolved(config, log)), dryRun: config.dryRun };
+  const result = await installResolved(config, log);
+  // A note in a dry run is a comment, so the printed nft script stays one that `nft -f` reads.
+  const noteLines = notes.map((n) => (config.dryRun ? `# ${n}` : n));
+  return { ...result, lines: [...noteLines, ...result.lines], dryRun: config.dryRun };
 }
 
-/** The text --dry-run prints: the iptables-restore input per family, or the eBPF plan. */
+/** The text --dry-run prints: the iptables-restore input per family, the nft script, or the eBPF plan. */
 export function renderDryRun(cfg: TransparentProxyConfig): string {
-  if (cfg.ebpf.enabled) return describeEbpfPlan(cfg);
+  const engine = engineOf(cfg);
+  if (engine === 'ebpf') return describeEbpfPlan(cfg);
+  if (engine === 'nftables') return renderNftablesScript(cfg).trimEnd();
   const rules = renderIptablesRuleset(cfg);
   const parts = ['# IPv4', rules.ipv4.trimEnd()];
   if (rules.ipv6 !== undefined) parts.push('# IPv6', rules.ipv6.trimEnd());
@@ -53,20 +61,28 @@ export function renderDryRun(cfg: TransparentProxyConfig): string {
 /** Installs an already resolved configuration with the engine it selects. */
 export async function installResolved(cfg: TransparentProxyConfig, log: Logger = silentLogger): Promise<EngineResult> {
   if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
-  requireCapabilities('install transparent-proxy', cfg.ebpf.enabled ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
+  const engine = engineOf(cfg);
+  requireCapabilities('install transparent-proxy', engine === 'ebpf' ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
   return withHostLock('install transparent-proxy', async () => {
-    if (cfg.ebpf.enabled) {
+    if (engine !== 'ebpf' && hasEbpfInstall(cfg.ebpf.bpffsPath)) {
+      throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
+    }
+    if (engine !== 'iptables') {
       const backend = await backendHoldingTpctl();
       if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
-      return installEbpf(cfg, log);
     }
-    if (hasEbpfInstall(cfg.ebpf.bpffsPath)) throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
+    if (engine !== 'nftables') {
+      const tables = await hasNftablesInstall();
+      if (tables.length > 0) throw engineConflict(`tpctl's nftables table is installed (${tables.map((f) => `${f} tpctl`).join(', ')})`);
+    }
+    if (engine === 'ebpf') return installEbpf(cfg, log);
+    if (engine === 'nftables') return installNftables(cfg, log);
     return installIptables(cfg, log);
   });
 }
 
 /**
- * Both engines at once would redirect twice (tc steering a SYN that nat PREROUTING
+ * Two engines at once would redirect twice (tc steering a SYN that nat PREROUTING
  * then rewrites), so switching engines is an explicit uninstall + install.
  */
 function engineConflict(what: string): PreflightError {

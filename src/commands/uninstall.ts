@@ -1,14 +1,15 @@
 /**
  * `uninstall transparent-proxy`: removes what install added. eBPF state is removed
  * when asked (--ebpf-enabled) or when a state record exists at the bpffs path, so a
- * plain `uninstall` cleans up whichever engine was used; the iptables cleanup always
- * runs and is a no-op when none of tpctl's chains exist.
+ * plain `uninstall` cleans up whichever engine was used; the nftables and iptables
+ * cleanups always run and are no-ops when no table / chain of tpctl's exists.
  */
 import { hasEbpfInstall, uninstallEbpf } from '../ebpf/index.js';
 import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { withHostLock } from '../host/lock.js';
 import { uninstallIptables } from '../iptables/index.js';
+import { uninstallNftables } from '../nftables/index.js';
 import { defaultConfigReaders, loadConfigFiles } from '../config/load.js';
 import { resolveUninstallConfig } from '../config/resolve.js';
 import type { RawUninstallFlags } from '../config/schema.js';
@@ -18,7 +19,7 @@ import { configPaths, type CommandOptions, type CommandResult } from './install.
 export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
-  const { config, warnings } = resolveUninstallConfig({ flags, files });
+  const { config, warnings } = resolveUninstallConfig({ flags, files, env: opts.env });
   for (const w of warnings) log.warn(w);
   return { ...(await uninstallResolved(config, log)), dryRun: config.dryRun };
 }
@@ -37,8 +38,9 @@ async function uninstallEngines(cfg: UninstallConfig, log: Logger): Promise<Engi
     lines.push(...r.lines);
     changed ||= r.changed;
   }
-  const r = await uninstallIptables(cfg, log);
-  lines.push(...r.lines);
-  changed ||= r.changed;
+  for (const r of [await uninstallNftables(cfg, log), await uninstallIptables(cfg, log)]) {
+    lines.push(...r.lines);
+    changed ||= r.changed;
+  }
   return { changed, lines };
 }

@@ -10,6 +10,7 @@
  */
 import type { ZodError, ZodIssue } from 'zod';
 import { ConfigError } from '../errors.js';
+import { findExecutable } from '../host/executables.js';
 import { parseResolvConf, readResolvConfFile } from '../host/resolvconf.js';
 import { systemUserLookup, type UserLookup } from '../host/users.js';
 import { DEFAULTS, defaultProgramsSourcePath } from './defaults.js';
@@ -23,9 +24,11 @@ import {
   type RawFlagName,
   type RawFlags,
 } from './schema.js';
+import { ENGINE_NAMES } from './types.js';
 import type {
   Cidr,
   DnsMode,
+  EngineName,
   IpFamily,
   IptablesBackend,
   ProxyUser,
@@ -39,22 +42,36 @@ export interface HostLookups {
   users: UserLookup;
   /** Text of a resolv.conf file; throws (ENOENT …) when it can't be read. */
   readResolvConf(path: string): string;
+  /**
+   * Whether an executable is on PATH: with no --engine, a host with `nft` and no
+   * iptables binary gets the nftables engine. Absent: the iptables default stands.
+   */
+  hasExecutable?(name: string): boolean;
 }
 
 export function systemHostLookups(): HostLookups {
-  return { users: systemUserLookup(), readResolvConf: readResolvConfFile };
+  return { users: systemUserLookup(), readResolvConf: readResolvConfFile, hasExecutable: (name) => findExecutable(name) !== undefined };
 }
 
 export interface ResolveInput {
   flags?: RawFlags;
   files?: ConfigFileInput[];
+  /** Environment variables (ENV_FOR_KEY): between config files and flags in precedence. */
+  env?: Record<string, string | undefined>;
 }
 
 export interface Resolved<T> {
   config: T;
   /** One line each; the caller prints them as `warning: …`. */
   warnings: string[];
+  /** Choices tpctl made that the user should hear about (the engine it picked); one line each. */
+  notes?: string[];
 }
+
+/** Settings an environment variable can give (kumactl's env vars are not read; these are tpctl's). */
+const ENV_FOR_KEY: Record<string, string> = {
+  engine: 'TPCTL_ENGINE',
+};
 
 /** Where a file key is set from the command line (flags without a file key are flag-only). */
 const FLAG_FOR_KEY: Record<string, RawFlagName> = {
@@ -90,6 +107,7 @@ const FLAG_FOR_KEY: Record<string, RawFlagName> = {
   verbose: 'verbose',
   dryRun: 'dryRun',
   iptablesBackend: 'iptablesBackend',
+  engine: 'engine',
 };
 
 interface Sourced {
@@ -251,6 +269,10 @@ function buildLayers(input: ResolveInput, allowedFlags?: readonly string[]): { l
   for (const file of input.files ?? []) {
     for (const [key, value] of flattenFile(file)) layers.set(key, { value, label: `${file.source}: ${key}`, fromFlag: false });
   }
+  for (const [key, name] of Object.entries(ENV_FOR_KEY)) {
+    const value = input.env?.[name];
+    if (value !== undefined && value !== '') layers.set(key, { value, label: name, fromFlag: false });
+  }
   for (const [key, attr] of Object.entries(FLAG_FOR_KEY)) {
     const value = flags[attr];
     if (value !== undefined) layers.set(key, { value: flagValueForKey(key, value), label: flagName(attr), fromFlag: true });
@@ -356,8 +378,10 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   }
   const skipZoneSplit = layers.get('redirect.dns.skipConntrackZoneSplit', v.parseBool, false);
 
-  // eBPF
-  const ebpfEnabled = layers.get('ebpf.enabled', v.parseBool, false);
+  // Engine: --engine / engine / TPCTL_ENGINE, or kumactl's --ebpf-enabled; both given must agree.
+  const notes: string[] = [];
+  const engine = resolveEngine(layers, host, notes);
+  const ebpfEnabled = engine === 'ebpf';
   const ebpfKeys = ['ebpf.instanceIP', 'ebpf.bpffsPath', 'ebpf.cgroupPath', 'ebpf.tcAttachIface', 'ebpf.programsSourcePath'];
   if (!ebpfEnabled) {
     const stray = ebpfKeys.find((k) => layers.fromFlag(k));
@@ -368,7 +392,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   let instanceIp: { ipv4?: string; ipv6?: string } = {};
   if (ebpfEnabled) {
     if (!layers.has('ebpf.instanceIP')) {
-      throw new ConfigError(`${layers.label('ebpf.enabled')}: needs --ebpf-instance-ip`, {
+      throw new ConfigError(`${layers.label(layers.has('engine') ? 'engine' : 'ebpf.enabled')}: needs --ebpf-instance-ip`, {
         hint: "pass this host's address, e.g. --ebpf-instance-ip 10.0.0.5 or 10.0.0.5,fd00::5",
       });
     }
@@ -385,10 +409,11 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   }
 
   let storeFirewalld = layers.get('storeFirewalld', v.parseBool, false);
-  if (ebpfEnabled && storeFirewalld) {
-    warnings.push(`${layers.label('storeFirewalld')} is ignored with --ebpf-enabled`);
+  if (engine !== 'iptables' && storeFirewalld) {
+    warnings.push(`${layers.label('storeFirewalld')} is ignored with ${engine === 'ebpf' ? '--ebpf-enabled' : 'the nftables engine'}`);
     storeFirewalld = false;
   }
+  if (engine === 'nftables' && layers.fromFlag('iptablesBackend')) warnings.push(`${layers.label('iptablesBackend')} is ignored with the nftables engine`);
   if (ebpfEnabled && skipZoneSplit) warnings.push(`${layers.label('redirect.dns.skipConntrackZoneSplit')} is ignored with --ebpf-enabled`);
 
   // Listener ports must differ, or one redirect would land on another listener.
@@ -456,6 +481,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
       programsSourcePath: layers.get('ebpf.programsSourcePath', (x) => v.parsePath(x), defaultProgramsSourcePath()),
       bpffsPath: layers.get('ebpf.bpffsPath', (x) => v.parsePath(x, { absolute: true }), DEFAULTS.bpffsPath),
     },
+    engine,
     dryRun: layers.get('dryRun', v.parseBool, false),
     verbose: layers.get('verbose', v.parseBool, false),
   };
@@ -463,7 +489,36 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   if (cgroupPath !== undefined) config.ebpf.cgroupPath = cgroupPath;
   const tcIface = layers.get<string | undefined>('ebpf.tcAttachIface', v.parseInterfaceName, undefined);
   if (tcIface !== undefined) config.ebpf.tcAttachIface = tcIface;
-  return { config, warnings };
+  return { config, warnings, notes };
+}
+
+function parseEngine(x: unknown): EngineName {
+  return v.parseEnum(x, ENGINE_NAMES);
+}
+
+/** Binaries of the iptables engine (the tools it runs, or the package's front end). */
+const IPTABLES_BINARIES = ['iptables', 'iptables-nft-restore', 'iptables-legacy-restore'];
+
+/**
+ * The engine: `engine` (flag, env, file) and `ebpf.enabled` may both be set, and then
+ * must agree. Neither: iptables, except on a host with `nft` and no iptables binary.
+ */
+function resolveEngine(layers: Layers, host: HostLookups, notes: string[]): EngineName {
+  const chosen = layers.has('engine') ? layers.get('engine', parseEngine, 'iptables') : undefined;
+  const ebpf = layers.has('ebpf.enabled') ? layers.get('ebpf.enabled', v.parseBool, false) : undefined;
+  if (chosen !== undefined && ebpf !== undefined && ebpf !== (chosen === 'ebpf')) {
+    throw new ConfigError(`${layers.label('engine')}: ${chosen} conflicts with ${layers.label('ebpf.enabled')}=${ebpf}`, {
+      hint: '--ebpf-enabled is kumactl\'s spelling of --engine ebpf: choose the engine once',
+    });
+  }
+  if (chosen !== undefined) return chosen;
+  if (ebpf) return 'ebpf';
+  const has = host.hasExecutable;
+  if (has && !IPTABLES_BINARIES.some((b) => has(b)) && has('nft')) {
+    notes.push('engine: nftables (this host has nft but no iptables binary; choose with --engine)');
+    return 'nftables';
+  }
+  return 'iptables';
 }
 
 function parseBackend(x: unknown): IptablesBackend {
@@ -477,7 +532,7 @@ export function resolveUninstallConfig(input: ResolveInput): Resolved<UninstallC
     dryRun: layers.get('dryRun', v.parseBool, false),
     verbose: layers.get('verbose', v.parseBool, false),
     ebpf: {
-      enabled: layers.get('ebpf.enabled', v.parseBool, false),
+      enabled: layers.get('ebpf.enabled', v.parseBool, false) || layers.get<EngineName | undefined>('engine', parseEngine, undefined) === 'ebpf',
       bpffsPath: layers.get('ebpf.bpffsPath', (x) => v.parsePath(x, { absolute: true }), DEFAULTS.bpffsPath),
     },
     iptablesBackend: layers.get('iptablesBackend', parseBackend, 'auto'),

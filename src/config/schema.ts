@@ -84,6 +84,8 @@ export const configFileSchema = z
     dryRun: boolLeaf,
     /** tpctl extension. */
     iptablesBackend: stringLeaf,
+    /** tpctl extension: iptables, nftables or ebpf. */
+    engine: stringLeaf,
   })
   .partial()
   .strict();
@@ -154,6 +156,7 @@ export const rawFlagsSchema = z
     skipResolvConf: flagValue,
     experimentalTransparentProxyEngine: flagValue,
     iptablesBackend: flagValue,
+    engine: flagValue,
     ebpfEnabled: flagValue,
     ebpfInstanceIp: flagList,
     ebpfProgramsSourcePath: flagValue,
@@ -168,7 +171,7 @@ export type RawFlags = z.infer<typeof rawFlagsSchema>;
 export type RawFlagName = keyof RawFlags;
 
 /** Flags `tpctl uninstall transparent-proxy` takes. */
-export const UNINSTALL_FLAGS = ['config', 'dryRun', 'verbose', 'ebpfEnabled', 'ebpfBpffsPath', 'iptablesBackend'] as const;
+export const UNINSTALL_FLAGS = ['config', 'dryRun', 'verbose', 'ebpfEnabled', 'ebpfBpffsPath', 'iptablesBackend', 'engine'] as const;
 export type RawUninstallFlags = Pick<RawFlags, (typeof UNINSTALL_FLAGS)[number]>;
 
 /** `redirectInboundPort` → `--redirect-inbound-port`. */

@@ -88,6 +88,10 @@ export interface RetryConfig {
 
 export type IptablesBackend = 'auto' | 'nft' | 'legacy';
 
+/** The engines tpctl has; `--engine`, config key `engine`, env TPCTL_ENGINE (`--ebpf-enabled` = ebpf). */
+export const ENGINE_NAMES = ['iptables', 'nftables', 'ebpf'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
 export interface TransparentProxyConfig {
   kumaDpUser: ProxyUser;
   ipFamilyMode: IpFamilyMode;
@@ -120,8 +124,20 @@ export interface TransparentProxyConfig {
 
   ebpf: EbpfConfig;
 
+  /**
+   * The engine resolveConfig chose; `ebpf.enabled` says the same for the eBPF engine.
+   * Optional so configs built by hand stay valid: absent means eBPF when
+   * `ebpf.enabled`, else iptables (see engineOf).
+   */
+  engine?: EngineName;
+
   dryRun: boolean;
   verbose: boolean;
+}
+
+/** The engine a resolved configuration selects. */
+export function engineOf(cfg: Pick<TransparentProxyConfig, 'engine' | 'ebpf'>): EngineName {
+  return cfg.engine ?? (cfg.ebpf.enabled ? 'ebpf' : 'iptables');
 }
 
 export interface UninstallConfig {

@@ -2,13 +2,13 @@
  * The iptables binaries: which backend (legacy or nft) to drive, where its
  * tools are, and running them with the xtables-lock retry policy.
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { DEFAULTS } from '../config/defaults.js';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
+import { findExecutable } from '../host/executables.js';
 import { CHAIN_PREFIX } from './model.js';
 
 export type Backend = 'nft' | 'legacy';
@@ -26,23 +26,7 @@ export function toolName(backend: Backend, family: IpFamily, tool: Tool): string
   return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${backend}-${tool}`;
 }
 
-// sbin directories are often missing from PATH under sudo or in service units.
-const EXTRA_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
-
-/** Absolute path of an executable, or undefined. */
-export function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...EXTRA_DIRS];
-  for (const dir of dirs) {
-    const p = join(dir, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+export { findExecutable };
 
 export function requireExecutable(name: string): string {
   const p = findExecutable(name);

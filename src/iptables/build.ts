@@ -34,14 +34,14 @@ export const CHAINS = {
 
 const DNS_PORT: PortRange = { from: 53, to: 53 };
 
-interface FamilyAddresses {
+export interface FamilyAddresses {
   loopback: string;
   /** Envoy's inbound passthrough cluster connects from this address (Kuma: 127.0.0.6 / ::6). */
   passthroughSource: string;
   hostPrefix: number;
 }
 
-const ADDRESSES: Record<IpFamily, FamilyAddresses> = {
+export const ADDRESSES: Record<IpFamily, FamilyAddresses> = {
   ipv4: { loopback: '127.0.0.1/32', passthroughSource: '127.0.0.6/32', hostPrefix: 32 },
   ipv6: { loopback: '::1/128', passthroughSource: '::6/128', hostPrefix: 128 },
 };
@@ -55,13 +55,13 @@ function ofFamily(cidrs: Cidr[], family: IpFamily): string[] {
 }
 
 /** The resolv.conf nameservers of a family, as host CIDRs. */
-function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): string[] {
+export function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): string[] {
   const prefix = ADDRESSES[family].hostPrefix;
   return cfg.dns.servers[family].map((s) => `${s}/${prefix}`);
 }
 
 /** DNS is redirected for a family when every :53 is captured or resolv.conf lists a server of that family. */
-function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
+export function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
   if (cfg.dns.mode === 'all') return true;
   return cfg.dns.mode === 'resolvconf' && cfg.dns.servers[family].length > 0;
 }
@@ -79,7 +79,7 @@ function dnsRedirectRules(
   return dnsServersFor(cfg, family).map((server) => ({ destination: { cidr: server }, ...query, comment: comments.server, target }));
 }
 
-function proxyUidRange(cfg: TransparentProxyConfig): UidRange {
+export function proxyUidRange(cfg: TransparentProxyConfig): UidRange {
   return { from: cfg.kumaDpUser.uid, to: cfg.kumaDpUser.uid };
 }
 

@@ -5,7 +5,7 @@
  * chosen engine through the real CLI inside the sandbox, sends traffic and prints
  * what the proxy saw; then uninstalls and removes the sandbox.
  *
- *   node dist/sandbox/demo.js [--engine ebpf|iptables]
+ *   node dist/sandbox/demo.js [--engine ebpf|iptables|nftables]
  */
 import { parseArgs } from 'node:util';
 import {
@@ -64,8 +64,10 @@ function probes(sb: Sandbox): ProbeLine[] {
   ];
 }
 
-async function runDemo(engineChoice: 'ebpf' | 'iptables'): Promise<boolean> {
-  const engine: EngineName = engineChoice === 'ebpf' ? 'ebpf' : 'iptables-nft';
+type DemoEngine = 'ebpf' | 'iptables' | 'nftables';
+
+async function runDemo(engineChoice: DemoEngine): Promise<boolean> {
+  const engine: EngineName = engineChoice === 'iptables' ? 'iptables-nft' : engineChoice;
   let sb: Sandbox | undefined;
   let installed = false;
   let interrupted = false;
@@ -83,7 +85,7 @@ async function runDemo(engineChoice: 'ebpf' | 'iptables'): Promise<boolean> {
     await startCast(sb);
     console.log(`started: proxy (uid ${PROXY_UID}) on :${PORTS.outbound}/:${PORTS.inbound}/dns :${PORTS.dns}, app (uid ${APP_UID}) on :${APP_PORTS.plain}, remote server on the client host`);
 
-    const flags = [...conformanceFlags(sb), ...(engine === 'ebpf' ? engineFlags(engine, sb) : [])];
+    const flags = [...conformanceFlags(sb), ...(engine === 'iptables-nft' ? [] : engineFlags(engine, sb))];
     console.log(`\n$ tpctl install transparent-proxy ${flags.join(' ')}`);
     const r = await runCli(sb, ['install', 'transparent-proxy', ...flags]);
     if (r.exitCode !== 0) {
@@ -113,7 +115,7 @@ async function runDemo(engineChoice: 'ebpf' | 'iptables'): Promise<boolean> {
     return ok;
   } finally {
     if (sb && installed) {
-      const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...(engine === 'ebpf' ? uninstallFlags(engine, sb) : [])]);
+      const u = await runCli(sb, ['uninstall', 'transparent-proxy', ...(engine === 'iptables-nft' ? [] : uninstallFlags(engine, sb))]);
       console.log(`\n$ tpctl uninstall transparent-proxy → ${u.exitCode === 0 ? 'removed' : `failed: ${u.stderr.trim()}`}`);
     }
     if (sb) {
@@ -131,11 +133,11 @@ async function main(): Promise<number> {
     const { values } = parseArgs({ options: { engine: { type: 'string', default: 'ebpf' } }, strict: true });
     engine = values.engine ?? 'ebpf';
   } catch (e) {
-    console.error(`demo: ${(e as Error).message} (usage: demo [--engine ebpf|iptables])`);
+    console.error(`demo: ${(e as Error).message} (usage: demo [--engine ebpf|iptables|nftables])`);
     return 2;
   }
-  if (engine !== 'ebpf' && engine !== 'iptables') {
-    console.error(`demo: unknown engine ${JSON.stringify(engine)} (use --engine ebpf or --engine iptables)`);
+  if (engine !== 'ebpf' && engine !== 'iptables' && engine !== 'nftables') {
+    console.error(`demo: unknown engine ${JSON.stringify(engine)} (use --engine ebpf, iptables or nftables)`);
     return 2;
   }
   if (process.getuid?.() !== 0) {

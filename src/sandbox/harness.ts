@@ -205,7 +205,7 @@ export async function holdTcp(sb: Sandbox, from: ProbeFrom, host: string, port: 
 // ---------------------------------------------------------------------------------
 // The real CLI, inside the mesh host.
 
-export type EngineName = 'iptables-nft' | 'iptables-legacy' | 'ebpf';
+export type EngineName = 'iptables-nft' | 'iptables-legacy' | 'nftables' | 'ebpf';
 
 /** Flags that select and place the engine in this sandbox. */
 export function engineFlags(engine: EngineName, sb: Sandbox): string[] {
@@ -218,11 +218,14 @@ export function engineFlags(engine: EngineName, sb: Sandbox): string[] {
       '--ebpf-tc-attach-iface', sb.iface.mesh,
     ];
   }
+  if (engine === 'nftables') return ['--engine', 'nftables'];
   return ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
 }
 
 export function uninstallFlags(engine: EngineName, sb: Sandbox): string[] {
   if (engine === 'ebpf') return ['--ebpf-enabled', '--ebpf-bpffs-path', sb.bpffsPath];
+  // A plain uninstall must find tpctl's nftables table by itself.
+  if (engine === 'nftables') return [];
   return ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
 }
 
@@ -350,8 +353,46 @@ export async function ebpfState(sb: Sandbox): Promise<EbpfState> {
   };
 }
 
+/**
+ * `nft list ruleset` of the mesh host, byte for byte (the nftables engine's promise for
+ * uninstall), or with `stateless` without counter values (which traffic changes).
+ */
+export async function nftRuleset(sb: Sandbox, opts: { stateless?: boolean } = {}): Promise<string> {
+  const r = await runIn(sb, 'mesh', ['nft', ...(opts.stateless ? ['--stateless'] : []), 'list', 'ruleset']);
+  if (r.exitCode !== 0) throw new Error(`nft list ruleset: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/**
+ * Tables somebody else owns, as nft shows them: iptables-nft's (foreign rules in
+ * every table), a firewalld-like `inet firewalld` table, and a table with nat chains
+ * at other priorities than tpctl's. No counters, so traffic cannot change them.
+ */
+export async function addForeignNftTables(sb: Sandbox): Promise<void> {
+  await addForeignIptablesRules(sb, 'nft');
+  const script = [
+    'table inet firewalld {',
+    '\tchain filter_INPUT { type filter hook input priority filter + 10; policy accept; ct state established,related accept; iifname "lo" accept; }',
+    '\tchain nat_PREROUTING { type nat hook prerouting priority dstnat + 10; policy accept; }',
+    '\tchain nat_OUTPUT { type nat hook output priority -90; policy accept; }',
+    '\tchain mangle_PREROUTING { type filter hook prerouting priority mangle + 10; policy accept; }',
+    '}',
+    'table ip foreign_nat {',
+    '\tset blocked { type ipv4_addr; flags interval; elements = { 192.0.2.0/28 } }',
+    '\tchain early { type nat hook output priority -150; policy accept; ip daddr 192.0.2.9 tcp dport 7 dnat to 192.0.2.10; }',
+    '\tchain late { type nat hook output priority 50; policy accept; ip daddr @blocked tcp dport 9 redirect to :9; }',
+    '\tchain post { type nat hook postrouting priority srcnat; policy accept; oifname "foreign0" masquerade; }',
+    '}',
+    '',
+  ].join('\n');
+  const r = await runIn(sb, 'mesh', ['nft', '-f', '-'], { input: script });
+  if (r.exitCode !== 0) throw new Error(`nft -f (foreign tables): ${r.stderr.trim()}`);
+}
+
 export async function engineState(engine: EngineName, sb: Sandbox): Promise<string> {
   // The eBPF engine must not touch iptables either.
   if (engine === 'ebpf') return `${JSON.stringify(await ebpfState(sb), null, 1)}\n${await iptablesState(sb)}`;
+  // nftables: the whole ruleset (iptables-nft's tables are in it) minus counter values, and legacy iptables.
+  if (engine === 'nftables') return `${await nftRuleset(sb, { stateless: true })}\n${await iptablesState(sb)}`;
   return iptablesState(sb);
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfigFiles, parseConfigText } from '../../src/config/load.js';
 import { resolveConfig, resolveUninstallConfig, type HostLookups, type ResolveInput } from '../../src/config/resolve.js';
 import { staticUserLookup } from '../../src/host/users.js';
-import { ConfigError } from '../../src/errors.js';
+import { errorLine } from '../fixtures/errors.js';
 
 const RESOLV = 'search example.org\nnameserver 10.0.0.53\nnameserver fd00::53\n';
 
@@ -19,16 +19,6 @@ function host(opts: { users?: Array<{ name: string; uid: number }>; resolv?: str
 const resolve = (input: ResolveInput, h = host()) => resolveConfig(input, h);
 const yamlFile = (source: string, text: string) => parseConfigText(source, text);
 
-/** The exact one line the CLI would print after `error: `. */
-function errorLine(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.oneLine();
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('defaults', () => {
   it('match kumactl', () => {
@@ -233,7 +223,7 @@ describe('validation messages (one line each)', () => {
     [
       'unknown top-level key',
       { files: [yamlFile('tp.yaml', 'redirct: {}\n')] },
-      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, verbose, dryRun, iptablesBackend)',
+      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, verbose, dryRun, iptablesBackend, engine)',
     ],
     [
       'kumactl key tpctl does not support',
@@ -376,7 +366,7 @@ describe('uninstall config', () => {
   });
   it('refuses install-only flags', () => {
     expect(errorLine(() => resolveUninstallConfig({ flags: { redirectDns: true } as never }))).toBe(
-      '--redirect-dns: not an option of this command (allowed: --config, --dry-run, --verbose, --ebpf-enabled, --ebpf-bpffs-path, --iptables-backend)',
+      '--redirect-dns: not an option of this command (allowed: --config, --dry-run, --verbose, --ebpf-enabled, --ebpf-bpffs-path, --iptables-backend, --engine)',
     );
   });
 });

@@ -29,6 +29,7 @@ import { useSandbox } from './suite.js';
 const ENGINES: Array<{ engine: EngineName; short: string }> = [
   { engine: 'iptables-nft', short: 'nft' },
   { engine: 'iptables-legacy', short: 'leg' },
+  { engine: 'nftables', short: 'nfs' },
   { engine: 'ebpf', short: 'bpf' },
 ];
 const FAMILIES: Family[] = [4, 6];

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
-  addForeignIptablesRules, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
+  addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
   ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, uninstallFlags,
   type EngineName, type Family, type HeldConnection,
 } from '../../src/sandbox/harness.js';
@@ -23,6 +23,7 @@ import { expectDirect, expectProxied, useSandbox } from './suite.js';
 const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = [
   { engine: 'iptables-nft', short: 'nft', failAt: ['after-ipv4'] },
   { engine: 'iptables-legacy', short: 'leg', failAt: ['after-ipv4'] },
+  { engine: 'nftables', short: 'nfs', failAt: ['nft-transaction'] },
   { engine: 'ebpf', short: 'bpf', failAt: ['after-cgroup-attach', 'after-tc-attach'] },
 ];
 const FAMILIES: Family[] = [4, 6];
@@ -295,6 +296,7 @@ for (const { engine, short, failAt } of ENGINES) {
 
       beforeAll(async () => {
         if (engine === 'ebpf') await attachForeignCgroupProgram(s.sb);
+        else if (engine === 'nftables') await addForeignNftTables(s.sb);
         else await addForeignIptablesRules(s.sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
         before = await engineState(engine, s.sb);
       });

@@ -37,3 +37,25 @@ export function everyFlagConfig(): TransparentProxyConfig {
   cfg.iptablesLogs = true;
   return cfg;
 }
+
+/** The settings each engine's golden files are rendered for: name → config. */
+export const GOLDEN_VARIANTS: Record<string, () => TransparentProxyConfig> = {
+  default: defaultConfig,
+  'every-flag': everyFlagConfig,
+  'all-dns-no-zone-split': () => {
+    const cfg = defaultConfig();
+    cfg.dns.mode = 'all';
+    cfg.dns.conntrackZoneSplit = false;
+    return cfg;
+  },
+  'all-dns': () => {
+    const cfg = defaultConfig();
+    cfg.dns.mode = 'all';
+    return cfg;
+  },
+  'inbound-disabled': () => {
+    const cfg = everyFlagConfig();
+    cfg.inbound.enabled = false;
+    return cfg;
+  },
+};

@@ -1,48 +1,17 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
 import { renderIptablesFirewalld, renderIptablesRuleset } from '../../src/iptables/index.js';
-import { defaultConfig, everyFlagConfig } from './fixtures.js';
+import { expectGolden as expectGoldenIn } from '../fixtures/golden.js';
+import { GOLDEN_VARIANTS, defaultConfig, everyFlagConfig } from './fixtures.js';
 
 const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
-/** Whole-file comparison; UPDATE_GOLDEN=1 rewrites the file instead. */
-function expectGolden(name: string, actual: string): void {
-  const path = join(GOLDEN_DIR, name);
-  if (process.env.UPDATE_GOLDEN === '1') {
-    mkdirSync(GOLDEN_DIR, { recursive: true });
-    writeFileSync(path, actual);
-    return;
-  }
-  expect(actual).toBe(readFileSync(path, 'utf8'));
-}
-
-const variants: Record<string, () => TransparentProxyConfig> = {
-  default: defaultConfig,
-  'every-flag': everyFlagConfig,
-  'all-dns-no-zone-split': () => {
-    const cfg = defaultConfig();
-    cfg.dns.mode = 'all';
-    cfg.dns.conntrackZoneSplit = false;
-    return cfg;
-  },
-  'all-dns': () => {
-    const cfg = defaultConfig();
-    cfg.dns.mode = 'all';
-    return cfg;
-  },
-  'inbound-disabled': () => {
-    const cfg = everyFlagConfig();
-    cfg.inbound.enabled = false;
-    return cfg;
-  },
-};
+const expectGolden = (name: string, actual: string): void => expectGoldenIn(GOLDEN_DIR, name, actual);
 
 describe('renderIptablesRuleset golden files', () => {
-  for (const [name, make] of Object.entries(variants)) {
+  for (const [name, make] of Object.entries(GOLDEN_VARIANTS)) {
     it(`${name}: ipv4 and ipv6`, () => {
       const out = renderIptablesRuleset(make());
       expectGolden(`${name}.ipv4.rules`, out.ipv4);
