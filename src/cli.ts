@@ -14,6 +14,7 @@ import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
+import { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status, STATUS_EXIT } from './commands/status.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -142,7 +143,46 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   },
 };
 
-function buildProgram(io: CliIo, logger: Logger): Command {
+/** Commands whose outcome is an exit code rather than an error (status, verify). */
+interface ExitHolder {
+  code: number;
+}
+
+function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
+  const group = program
+    .command('status')
+    .description('show what is installed, whether it drifted, and live counters')
+    .argument('[what]')
+    .action((what?: string) => {
+      throw new UsageError(what === undefined ? 'status: missing what (expected: transparent-proxy)' : `status: unknown target '${what}' (expected: transparent-proxy)`);
+    });
+  group
+    .command('transparent-proxy')
+    .allowExcessArguments(false)
+    .description(`installed engine, settings, drift and counters; exit ${STATUS_EXIT.healthy} healthy, ${STATUS_EXIT.notInstalled} not installed, ${STATUS_EXIT.drift} drift`)
+    .addOption(new Option('--json', 'print JSON'))
+    .addOption(new Option('--prometheus', 'print the Prometheus text format (node_exporter textfile collector)'))
+    .addOption(new Option('--settings', 'print only the recorded settings as a config file (for install --config -)'))
+    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
+    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
+    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'))
+    .action(async (opts: { json?: boolean; prometheus?: boolean; settings?: boolean; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
+      if ([opts.json, opts.prometheus, opts.settings].filter(Boolean).length > 1) {
+        throw new UsageError('status: --json, --prometheus and --settings exclude each other');
+      }
+      const report = await status(opts);
+      if (opts.settings) {
+        const text = renderStatusSettings(report);
+        if (text === undefined) throw new UsageError('status: no recorded settings (nothing installed, or installed without a record)');
+        io.stdout(text);
+      } else if (opts.json) io.stdout(`${renderStatusJson(report)}\n`);
+      else if (opts.prometheus) io.stdout(renderStatusPrometheus(report));
+      else for (const l of renderStatusText(report)) io.stdout(`${l}\n`);
+      exit.code = opts.settings ? 0 : report.exitCode;
+    });
+}
+
+function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 }): Command {
   const program = new Command('tpctl');
   program
     .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy), iptables or eBPF')
@@ -158,8 +198,8 @@ function buildProgram(io: CliIo, logger: Logger): Command {
     })
     .argument('[command]')
     .action((name?: string) => {
-      if (name === undefined) throw new UsageError('missing command (expected install or uninstall; see tpctl --help)');
-      throw new UsageError(`unknown command '${name}' (expected install or uninstall)`);
+      if (name === undefined) throw new UsageError('missing command (expected install, uninstall or status; see tpctl --help)');
+      throw new UsageError(`unknown command '${name}' (expected install, uninstall or status)`);
     });
 
   for (const [verb, v] of Object.entries(VERBS)) {
@@ -180,6 +220,7 @@ function buildProgram(io: CliIo, logger: Logger): Command {
         if (!result.dryRun) io.stdout(`${result.changed ? v.done : v.noop}\n`);
       });
   }
+  addStatusCommand(program, io, exit);
   return program;
 }
 
@@ -203,8 +244,9 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     },
   };
   try {
-    await buildProgram(io, logger).parseAsync(argv, { from: 'user' });
-    return 0;
+    const exit: ExitHolder = { code: 0 };
+    await buildProgram(io, logger, exit).parseAsync(argv, { from: 'user' });
+    return exit.code;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;

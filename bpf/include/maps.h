@@ -2,7 +2,7 @@
 /*
  * maps.h — every map of tpctl, defined once and included by every program object.
  *
- * Each object carries all twelve definitions (the unused ones cost nothing) and every
+ * Each object carries every definition (the unused ones cost nothing) and every
  * map is pinned by name, so libbpf creates a map on the first load and every later
  * object — and every later install — reuses the pinned one under the bpffs path.
  * That is what lets the controller update settings in place and lets the programs of
@@ -139,5 +139,15 @@ struct {
 	__uint(max_entries, 256);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tp_dns_srv6_v1 SEC(".maps");
+
+/* Decision counters (TP_STAT_* index → count), per CPU so the programs never contend;
+ * `tpctl status` reads and sums them without stopping anything. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, TP_STAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_stats_v1 SEC(".maps");
 
 #endif /* TP_MAPS_H */

@@ -28,6 +28,7 @@ import {
 } from './codecs.js';
 import { ipv4Bytes, ipv4Text, ipv6Bytes, ipv6Text, maskPrefix } from './ip.js';
 import { BPF_MAP_TYPE } from './libbpf.js';
+import { BPF_MAP_TYPE_PERCPU_ARRAY, TP_STAT_SLOTS } from './stats.js';
 
 // ---- maps ------------------------------------------------------------------
 
@@ -64,6 +65,7 @@ export const MAP_SPECS: readonly MapSpec[] = [
   m('tp_uid_excl_v1', BPF_MAP_TYPE.HASH, 8, 1, 65536, 'settings'),
   m('tp_dns_srv4_v1', BPF_MAP_TYPE.HASH, 4, 1, 256, 'settings'),
   m('tp_dns_srv6_v1', BPF_MAP_TYPE.HASH, 16, 1, 256, 'settings'),
+  m('tp_stats_v1', BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, TP_STAT_SLOTS, 'runtime'),
 ];
 
 export function mapSpec(name: string): MapSpec {
