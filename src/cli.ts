@@ -14,6 +14,7 @@ import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
+import { verify, VERIFY_EXIT } from './commands/verify.js';
 import { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status, STATUS_EXIT } from './commands/status.js';
 
 export interface CliIo {
@@ -182,6 +183,29 @@ function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
     });
 }
 
+function addVerifyCommand(program: Command, io: CliIo, exit: ExitHolder): void {
+  const group = program
+    .command('verify')
+    .description('prove with real connections that redirection works')
+    .argument('[what]')
+    .action((what?: string) => {
+      throw new UsageError(what === undefined ? 'verify: missing what (expected: transparent-proxy)' : `verify: unknown target '${what}' (expected: transparent-proxy)`);
+    });
+  group
+    .command('transparent-proxy')
+    .allowExcessArguments(false)
+    .description(`listen on the proxy's ports, connect to TEST-NET addresses as a redirected uid, check where it lands; exit ${VERIFY_EXIT.passed} passed, ${VERIFY_EXIT.failed} failed, ${VERIFY_EXIT.notInstalled} not installed`)
+    .addOption(new Option('--uid <uid>', 'the ordinary uid the probes run as (default: 65534, or the next uid the settings redirect)'))
+    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
+    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
+    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'))
+    .action(async (opts: { uid?: string; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
+      const r = await verify(opts);
+      for (const l of r.lines) io.stdout(`${l}\n`);
+      exit.code = r.exitCode;
+    });
+}
+
 function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 }): Command {
   const program = new Command('tpctl');
   program
@@ -198,8 +222,8 @@ function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 })
     })
     .argument('[command]')
     .action((name?: string) => {
-      if (name === undefined) throw new UsageError('missing command (expected install, uninstall or status; see tpctl --help)');
-      throw new UsageError(`unknown command '${name}' (expected install, uninstall or status)`);
+      if (name === undefined) throw new UsageError('missing command (expected install, uninstall, status or verify; see tpctl --help)');
+      throw new UsageError(`unknown command '${name}' (expected install, uninstall, status or verify)`);
     });
 
   for (const [verb, v] of Object.entries(VERBS)) {
@@ -221,6 +245,7 @@ function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 })
       });
   }
   addStatusCommand(program, io, exit);
+  addVerifyCommand(program, io, exit);
   return program;
 }
 

@@ -42,12 +42,12 @@ export interface Installed {
 }
 
 /** A sandbox with the cast, installed with the conformance settings; removed in afterAll. */
-export function useInstalled(e: OperateEngine, opts: { name: string; install?: boolean; before?: (sb: Sandbox) => Promise<void> }): Installed {
+export function useInstalled(e: OperateEngine, opts: { name: string; install?: boolean; cast?: boolean; before?: (sb: Sandbox) => Promise<void> }): Installed {
   const ctx: { sb?: Sandbox; skip?: string } = {};
   beforeAll(async () => {
     ctx.sb = await createSandbox({ name: opts.name, extraClientHosts: EXTRA_CLIENT_HOSTS });
     await opts.before?.(ctx.sb);
-    await startCast(ctx.sb);
+    if (opts.cast !== false) await startCast(ctx.sb);
     if (opts.install === false) return;
     const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...conformanceFlags(ctx.sb), ...engineFlags(e.engine, ctx.sb)]);
     if (isKernelTooOld(r)) ctx.skip = r.stderr.trim();
@@ -71,6 +71,23 @@ export function useInstalled(e: OperateEngine, opts: { name: string; install?: b
       return ctx.skip;
     },
   };
+}
+
+/**
+ * Routes TEST-NET (192.0.2.0/24, 2001:db8::/32) from the mesh host to the client host,
+ * which does not forward: what verify sends when redirection is broken dies inside
+ * the sandbox. (iptables redirects after routing, so verify needs a route to exist.)
+ */
+export async function routeTestNetIntoSandbox(sb: Sandbox): Promise<void> {
+  for (const argv of [
+    ['ip', 'route', 'add', '192.0.2.0/24', 'via', sb.ipv4.client],
+    ['ip', '-6', 'route', 'add', '2001:db8::/32', 'via', sb.ipv6.client],
+  ]) {
+    const r = await runIn(sb, 'mesh', argv);
+    if (r.exitCode !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
+  }
+  const fwd = await runIn(sb, 'client', ['sysctl', '-n', 'net.ipv4.ip_forward']);
+  if (fwd.stdout.trim() !== '0') throw new Error('sandbox client host forwards IPv4: TEST-NET traffic could leave it');
 }
 
 /** Flags that make status look where this engine's install is. */
