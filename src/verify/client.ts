@@ -8,7 +8,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import { dnsQuery } from './dns-wire.js';
+import { dnsQuery, dnsReply, probeIdOf } from './dns-wire.js';
 
 export interface ProbeSpec {
   id: number;
@@ -70,11 +70,49 @@ function udp(p: ProbeSpec): Promise<ProbeOutcome> {
   });
 }
 
+/**
+ * `client.js serve-dns PORT HOST...`: the DNS listener, run as the proxy's uid (iptables
+ * puts the proxy's replies from the DNS port in their own conntrack zone, so only a
+ * reply from that uid finds its way back). Prints {"ready":true} or {"taken":"host:port"},
+ * then one {"id":N,"peer":"ip:port"} per verify query; exits when stdin closes.
+ */
+async function serveDns(port: number, hosts: string[]): Promise<void> {
+  for (const host of hosts) {
+    const u = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    u.on('message', (msg, from) => {
+      const id = probeIdOf(msg);
+      if (id === undefined) return;
+      process.stdout.write(`${JSON.stringify({ id, peer: hp(from.address, from.port) })}\n`);
+      u.send(dnsReply(msg), from.port, from.address);
+    });
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      u.once('error', resolve);
+      u.bind(port, host, () => resolve(undefined));
+    });
+    if (err) {
+      process.stdout.write(`${JSON.stringify({ taken: `${hp(host, port)}/udp (${err.code ?? err.message})` })}\n`);
+      process.exit(0);
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+  setTimeout(() => process.exit(0), 120_000).unref();
+  await new Promise<void>((resolve) => {
+    process.stdin.on('end', resolve);
+    process.stdin.on('error', resolve);
+    process.stdin.resume();
+  });
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'serve-dns') {
+    await serveDns(Number(process.argv[3]), process.argv.slice(4));
+    return;
+  }
   const probes = JSON.parse(process.argv[2] ?? '[]') as ProbeSpec[];
   for (const p of probes) {
+    const t0 = Date.now();
     const o = await (p.proto === 'tcp' ? tcp(p) : udp(p));
-    process.stdout.write(`${JSON.stringify(o)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...o, ms: Date.now() - t0 })}\n`);
   }
 }
 

@@ -12,8 +12,7 @@
  * the proxy's uid is recognised and never looped into the outbound listener. When
  * redirection works nothing leaves the host: every destination is then local.
  */
-import { spawn } from 'node:child_process';
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +23,6 @@ import type { VerifyPlacement } from '../engine.js';
 import { originalDestination } from '../host/libc.js';
 import { hostHasIpv6 } from '../iptables/backend.js';
 import type { ProbeOutcome, ProbeSpec } from './client.js';
-import { dnsReply, probeIdOf } from './dns-wire.js';
 
 const clientScript = fileURLToPath(new URL('./client.js', import.meta.url));
 
@@ -108,14 +106,17 @@ function describeAccepted(socket: Socket, listener: ListenerName, listenerPort: 
 }
 
 /** Binds every listener; rejects with the list of taken ports when some are in use. */
-async function listen(cfg: TransparentProxyConfig, ipv6: boolean): Promise<Listeners> {
+async function listen(cfg: TransparentProxyConfig, placement: VerifyPlacement, ipv6: boolean): Promise<Listeners> {
   const arrivals = new Map<number, Arrival>();
   const servers: Server[] = [];
-  const udps: UdpSocket[] = [];
+  const children: ChildProcess[] = [];
   const taken: string[] = [];
   const close = async (): Promise<void> => {
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    for (const u of udps) u.close();
+    for (const s of servers) s.close();
+    for (const c of children) {
+      c.stdin?.end();
+      c.kill('SIGTERM');
+    }
   };
   const tcp = (listener: ListenerName, host: string, port: number): Promise<number> =>
     new Promise((resolve) => {
@@ -142,28 +143,36 @@ async function listen(cfg: TransparentProxyConfig, ipv6: boolean): Promise<Liste
         resolve((server.address() as { port: number }).port);
       });
     });
-  const dns = (host: string, port: number): Promise<void> =>
-    new Promise((resolve) => {
-      const u = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-      u.on('message', (msg, from) => {
-        const id = probeIdOf(msg);
-        if (id === undefined) return;
-        arrivals.set(id, { listener: 'dns', peer: hp(from.address, from.port) });
-        u.send(dnsReply(msg), from.port, from.address);
+  /** The DNS listener runs as the proxy's uid (see client.ts serve-dns), in the cgroup. */
+  const dns = async (hosts: string[], port: number): Promise<void> => {
+    const child = spawnAs(cfg.kumaDpUser.uid, placement, [clientScript, 'serve-dns', String(port), ...hosts], 'pipe');
+    children.push(child);
+    let buf = '';
+    const first = new Promise<string>((resolve) => {
+      const timer = setTimeout(() => resolve('{"taken":"DNS listener did not start within 10 s"}'), 10_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          const msg = JSON.parse(line) as { ready?: boolean; taken?: string; id?: number; peer?: string };
+          if (msg.id !== undefined) arrivals.set(msg.id, { listener: 'dns', peer: msg.peer ?? '?' });
+          else {
+            clearTimeout(timer);
+            resolve(line);
+          }
+        }
       });
-      u.once('error', (e: NodeJS.ErrnoException) => {
-        taken.push(`${hp(host, port)}/udp (${e.code ?? e.message})`);
-        resolve();
-      });
-      u.bind(port, host, () => {
-        udps.push(u);
-        resolve();
-      });
+      child.on('exit', () => resolve('{"taken":"DNS listener exited"}'));
     });
+    const msg = JSON.parse(await first) as { taken?: string };
+    if (msg.taken) taken.push(msg.taken);
+  };
   const hosts = ipv6 ? ['0.0.0.0', '::'] : ['0.0.0.0'];
   for (const h of hosts) await tcp('outbound', h, cfg.outbound.port);
   if (cfg.inbound.enabled) for (const h of hosts) await tcp('inbound', h, cfg.inbound.port);
-  if (cfg.dns.mode !== 'off') for (const h of ipv6 ? ['127.0.0.1', '::1'] : ['127.0.0.1']) await dns(h, cfg.dns.port);
+  if (cfg.dns.mode !== 'off') await dns(ipv6 ? ['127.0.0.1', '::1'] : ['127.0.0.1'], cfg.dns.port);
   const directPort = await tcp('direct', '127.0.0.2', 0);
   if (taken.length > 0) {
     await close();
@@ -173,16 +182,20 @@ async function listen(cfg: TransparentProxyConfig, ipv6: boolean): Promise<Liste
 }
 
 /** Runs the probe client as `uid` in the placement's cgroup; resolves with one outcome per probe. */
-async function runProbes(uid: number, placement: VerifyPlacement, probes: ProbeSpec[]): Promise<Map<number, ProbeOutcome>> {
-  const inner = ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--', process.execPath, clientScript, JSON.stringify(probes)];
-  // The shell joins the cgroup and then execs, so the probe is in it from its first instruction.
+/** node `args` as `uid`, in the placement's cgroup from its first instruction (the shell joins, then execs). */
+function spawnAs(uid: number, placement: VerifyPlacement, args: string[], stdin: 'ignore' | 'pipe'): ChildProcess {
+  const inner = ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--', process.execPath, ...args];
   const script = placement.cgroupPath ? 'echo $$ > "$1" && shift && exec "$@"' : 'shift && exec "$@"';
   const procs = placement.cgroupPath ? join(placement.cgroupPath, 'cgroup.procs') : '-';
-  const child = spawn('sh', ['-c', script, 'sh', procs, ...inner], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn('sh', ['-c', script, 'sh', procs, ...inner], { stdio: [stdin, 'pipe', 'pipe'] });
+}
+
+async function runProbes(uid: number, placement: VerifyPlacement, probes: ProbeSpec[]): Promise<Map<number, ProbeOutcome>> {
+  const child = spawnAs(uid, placement, [clientScript, JSON.stringify(probes)], 'ignore');
   let out = '';
   let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
   const limit = 5_000 + probes.length * 4_000;
   const code = await new Promise<number | null>((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), limit);
@@ -216,7 +229,7 @@ export async function verifyTraffic(cfg: TransparentProxyConfig, placement: Veri
   if (placement.cgroupPath) writeFileSync(join(placement.cgroupPath, 'cgroup.procs'), String(process.pid));
   let l: Listeners;
   try {
-    l = await listen(cfg, ipv6);
+    l = await listen(cfg, placement, ipv6);
   } catch (e) {
     const taken = (e as { taken?: string[] }).taken;
     if (taken) return { portsTaken: taken, checks: [], passed: false };
@@ -264,8 +277,11 @@ function judge(p: PlannedProbe, o: ProbeOutcome | undefined, a: Arrival | undefi
     if (p.origDst && a.origDst !== p.origDst) {
       return { ok: false, line: `FAIL ${what}: reached ${listenerName(a.listener)} but the original destination reads ${a.origDst ?? 'nothing'} (SO_ORIGINAL_DST broken)` };
     }
-    if (p.proto === 'udp' && o?.ok && o.reply !== hp(p.host, p.port)) {
-      return { ok: false, line: `FAIL ${what}: reached the DNS listener but the reply came from ${o.reply}, not from ${hp(p.host, p.port)}` };
+    if (p.proto === 'udp' && !o?.ok) {
+      return { ok: false, line: `FAIL ${what}: reached the DNS listener but its reply never came back (${o?.error ?? 'no outcome'})` };
+    }
+    if (p.proto === 'udp' && o?.reply !== hp(p.host, p.port)) {
+      return { ok: false, line: `FAIL ${what}: reached the DNS listener but the reply came from ${o?.reply}, not from ${hp(p.host, p.port)}` };
     }
     return { ok: true, line: `ok   ${what} → ${listenerName(a.listener)}${a.origDst ? `, original destination ${a.origDst}` : ''}` };
   }
