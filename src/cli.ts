@@ -14,6 +14,7 @@ import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
+import { CONFIG_PATH, UNIT_NAME } from './persist/boot.js';
 import { verify, VERIFY_EXIT } from './commands/verify.js';
 import { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status, STATUS_EXIT } from './commands/status.js';
 
@@ -85,6 +86,7 @@ function addInstallOptions(cmd: Command): Command {
     new Option('--ebpf-bpffs-path <dir>', `eBPF: bpffs directory for pins and state (default: ${d.bpffsPath})`),
     new Option('--ebpf-cgroup-path <dir>', 'eBPF: cgroup v2 directory to attach to (default: the cgroup2 root)'),
     new Option('--ebpf-tc-attach-iface <iface>', 'eBPF: interface for the inbound tc program (default: the one holding the instance IP)'),
+    new Option('--persist', `also write the settings to ${CONFIG_PATH} and enable ${UNIT_NAME}, which reapplies them at boot`),
     boolOption('--dry-run', 'print what would be installed, change nothing'),
     boolOption('--verbose', 'more output; stack traces on unexpected errors'),
     boolOption('--skip-resolv-conf', 'deprecated, has no effect').hideHelp(),
@@ -101,6 +103,7 @@ function addUninstallOptions(cmd: Command): Command {
   cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
   cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
   cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
+  cmd.addOption(new Option('--keep-persisted', `keep what install --persist wrote (${UNIT_NAME}'s own stop command)`));
   cmd.addOption(boolOption('--dry-run', 'print what would be removed, change nothing'));
   cmd.addOption(boolOption('--verbose', 'more output; stack traces on unexpected errors'));
   cmd.addHelpText('after', BOOL_NOTE);
@@ -131,14 +134,14 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   install: {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
-    run: (flags, logger) => install(flags as RawFlags, { logger }),
+    run: ({ persist, ...flags }, logger) => install(flags as RawFlags, { logger, persist: persist === true }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: (flags, logger) => uninstall(flags as RawUninstallFlags, { logger }),
+    run: ({ keepPersisted, ...flags }, logger) => uninstall(flags as RawUninstallFlags, { logger, keepPersisted: keepPersisted === true }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },

@@ -13,6 +13,7 @@ import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../co
 import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
 import type { RawFlags } from '../config/schema.js';
 import { silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
+import { writeBootPersistence } from '../persist/boot.js';
 
 export interface CommandOptions {
   logger?: Logger;
@@ -20,6 +21,10 @@ export interface CommandOptions {
   host?: HostLookups;
   /** How `--config` files and `-` (stdin) are read. */
   readers?: ConfigReaders;
+  /** install: also write the settings and a boot unit (--persist). */
+  persist?: boolean;
+  /** uninstall: keep what --persist wrote (the boot unit's own ExecStop). */
+  keepPersisted?: boolean;
 }
 
 /** What a command did, and whether it was a dry run (which may be set in a config file, not only by flag). */
@@ -38,7 +43,9 @@ export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): 
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
   const { config, warnings } = resolveConfig({ flags, files }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
-  return { ...(await installResolved(config, log)), dryRun: config.dryRun };
+  const result = await installResolved(config, log);
+  if (opts.persist && !config.dryRun) result.lines.push(...(await writeBootPersistence(config)));
+  return { ...result, dryRun: config.dryRun };
 }
 
 /** The text --dry-run prints: the iptables-restore input per family, or the eBPF plan. */

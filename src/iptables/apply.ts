@@ -8,7 +8,7 @@ import { EngineError, isTpError } from '../errors.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { type Backend, DEFAULT_RETRY, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
 import { buildFamilyRuleset, configuredFamilies } from './build.js';
-import { DEFAULT_FIREWALLD_DIRECT_PATH, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
+import { firewalldDirectPath, removeFirewalldDirect, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
 import type { FamilyRuleset } from './model.js';
 import { renderFamilyRuleset, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
 import { hasOwned, isEmptyTable, type OwnedTable, ownedState, parseSave } from './save.js';
@@ -17,7 +17,7 @@ import { readIptablesRecord, removeIptablesRecord, writeIptablesRecord } from '.
 import { rulesetDigest } from './render.js';
 
 export interface InstallOptions {
-  /** Where --store-firewalld writes (default /etc/firewalld/direct.xml). */
+  /** Where --store-firewalld writes and uninstall removes tpctl's entries (default /etc/firewalld/direct.xml). */
   firewalldDirectPath?: string;
 }
 
@@ -263,7 +263,7 @@ export async function installIptables(
   }
 
   if (cfg.storeFirewalld) {
-    const path = opts.firewalldDirectPath ?? DEFAULT_FIREWALLD_DIRECT_PATH;
+    const path = opts.firewalldDirectPath ?? firewalldDirectPath();
     try {
       if (storeFirewalldDirect(path, renderFirewalldDirect(rulesets))) {
         changed = true;
@@ -286,10 +286,17 @@ function availableBackends(forced: UninstallConfig['iptablesBackend']): Backend[
   return candidates.filter((b) => findExecutable(toolName(b, 'ipv4', 'restore')) !== undefined);
 }
 
-export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
+export async function uninstallIptables(cfg: UninstallConfig, log: Logger, opts: InstallOptions = {}): Promise<EngineResult> {
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
   const plans: FamilyPlan[] = [];
   const lines: string[] = [];
+  // --store-firewalld's entries go with the rules; the rest of direct.xml stays byte-identical.
+  const fwPath = opts.firewalldDirectPath ?? firewalldDirectPath();
+  let fwChanged = false;
+  if (!cfg.dryRun && removeFirewalldDirect(fwPath)) {
+    fwChanged = true;
+    lines.push(`firewalld: tpctl's entries removed from ${fwPath}`);
+  }
   for (const backend of availableBackends(cfg.iptablesBackend)) {
     for (const family of ['ipv4', 'ipv6'] as const) {
       const plan = await removalPlan(new Tables(backend, family, DEFAULT_RETRY, log));
@@ -303,7 +310,7 @@ export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Prom
   }
   if (plans.length === 0) {
     if (!cfg.dryRun) removeIptablesRecord();
-    return { changed: false, lines: ['iptables: no tpctl rules found, nothing to remove'] };
+    return { changed: fwChanged, lines: [...lines, 'iptables: no tpctl rules found, nothing to remove'] };
   }
   if (cfg.dryRun) return { changed: false, lines };
   await testPlans('uninstall', plans);
