@@ -177,7 +177,7 @@ function freshInstall(
   }
 }
 
-function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logger, cfg: TransparentProxyConfig): EngineResult {
+function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logger, cfg: TransparentProxyConfig, target: AttachTarget): EngineResult {
   const bpffsPath = state.target.bpffsPath;
   const names = spec.maps.map((m) => m.name);
   const before = snapshotMaps(bpffsPath, names);
@@ -187,7 +187,8 @@ function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logg
     // its real change (the maps) is made, so tests can prove the rollback.
     failAt('after-cgroup-attach');
     failAt('after-tc-attach');
-    writeState(withSettings({ ...state, configHash: hash, installedAt: new Date().toISOString() }, cfg));
+    // The hash covers the target: record the one it was computed for (a moved objects directory, say).
+    writeState(withSettings({ ...state, target, configHash: hash, installedAt: new Date().toISOString() }, cfg));
     return {
       changed: true,
       lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`],
@@ -221,7 +222,7 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
     }
     const programs = spec.programs.map((x) => x.name);
     if (intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs })) {
-      return updateInPlace(existing, spec, hash, log, cfg);
+      return updateInPlace(existing, spec, hash, log, cfg, pre.target);
     }
     // Attach points changed (or the install was damaged): replace it entirely.
     log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');

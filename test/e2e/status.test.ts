@@ -4,8 +4,13 @@
  * settings round trip, and counters that move by exactly the connections made.
  */
 import { describe, expect, it, type TestContext } from 'vitest';
-import { APP_PORTS, APP_UID, CLIENT_HOSTS, meshIp, probeTcp, probeUdp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
-import { runIn } from '../../src/sandbox/sandbox.js';
+import { APP_PORTS, APP_UID, CLIENT_HOSTS, engineState, meshIp, probeTcp, probeUdp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
+import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultProgramsSourcePath } from '../../src/config/defaults.js';
+import { runCommand, runIn } from '../../src/sandbox/sandbox.js';
+
+const PREBUILT = defaultProgramsSourcePath();
 import { cli, describeCli, OPERATE_ENGINES, statusFlags, useInstalled } from './operate.js';
 
 const app = { host: 'mesh' as const, uid: APP_UID };
@@ -54,7 +59,7 @@ for (const e of OPERATE_ENGINES) {
       expect(exit, JSON.stringify(json)).toBe(8);
       expect(json.healthy).toBe(false);
       expect(json.findings.map((f) => f.problem).join('\n')).toMatch(pattern);
-      for (const f of json.findings) expect(f.repair).toMatch(/tpctl /);
+      for (const f of json.findings) expect(f.repair).toMatch(/tpctl |^inspect: /);
     };
 
     it('a fresh install is healthy (exit 0) and reports engine, version, time and settings', async (t) => {
@@ -69,6 +74,14 @@ for (const e of OPERATE_ENGINES) {
       expect(json.settings).toMatchObject({ kumaDPUser: '5678', redirect: { outbound: { port: 15001, excludePorts: String(REMOTE_PORTS.excluded) } } });
       const text = await cli(s.sb, ['status', 'transparent-proxy', ...statusFlags(e.engine, s.sb)]);
       expect(text.stdout).toMatch(/health: ok/);
+    });
+
+    it('is read-only: the host state is the same before and after status', async (t) => {
+      skip(t);
+      const before = await engineState(e.engine, s.sb);
+      const r = await cli(s.sb, ['status', 'transparent-proxy', ...statusFlags(e.engine, s.sb)]);
+      expect(r.exitCode, describeCli(r)).toBe(0);
+      expect(await engineState(e.engine, s.sb)).toBe(before);
     });
 
     it('status --settings → install --config - round-trips: nothing changes', async (t) => {
@@ -101,7 +114,29 @@ for (const e of OPERATE_ENGINES) {
 
     if (e.engine !== 'ebpf') {
       const backend = e.engine === 'iptables-nft' ? 'nft' : 'legacy';
+      const other = backend === 'nft' ? 'legacy' : 'nft';
       const ipt = (args: string[]) => runIn(s.sb, 'mesh', [`iptables-${backend}`, '-w', '5', ...args]);
+
+      it('the record is readable by root only', async (t) => {
+        skip(t);
+        const ns = await runIn(s.sb, 'mesh', ['readlink', '/proc/self/ns/net']);
+        const inode = /\[(\d+)\]/.exec(ns.stdout)![1];
+        const st = statSync(`/run/tpctl/iptables-net-${inode}.json`);
+        expect(st.mode & 0o777).toBe(0o600);
+        expect(st.uid).toBe(0);
+      });
+
+      it('NAT rules of the other backend are reported as a conflict', async (t) => {
+        skip(t);
+        const add = ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '192.0.2.98/32', '-j', 'REDIRECT', '--to-ports', '7'];
+        expect((await runIn(s.sb, 'mesh', [`iptables-${other}`, '-w', '5', ...add])).exitCode).toBe(0);
+        try {
+          await expectDrift(new RegExp(`iptables-${other} ipv4 nat holds 1 REDIRECT/DNAT rule\\(s\\) in OUTPUT/PREROUTING`));
+        } finally {
+          await runIn(s.sb, 'mesh', [`iptables-${other}`, '-w', '5', ...add.map((a) => (a === '-A' ? '-D' : a))]);
+        }
+        expect((await statusJson()).exit).toBe(0);
+      });
 
       it('a deleted rule is drift; reinstalling with the recorded settings repairs it', async (t) => {
         skip(t);
@@ -130,6 +165,26 @@ for (const e of OPERATE_ENGINES) {
         await repair();
       });
     } else {
+      it('programs that differ from the shipped objects are drift, then repaired', async (t) => {
+        skip(t);
+        // Install from a copy of the objects, then "upgrade" that copy: the running programs no longer match it.
+        const dir = join(s.sb.tmpDir, 'objects');
+        mkdirSync(dir, { recursive: true });
+        for (const f of readdirSync(PREBUILT)) copyFileSync(join(PREBUILT, f), join(dir, f));
+        const settings = await cli(s.sb, ['status', 'transparent-proxy', '--settings', ...statusFlags(e.engine, s.sb)]);
+        const moved = settings.stdout.replace(/programsSourcePath: .*/, `programsSourcePath: ${dir}`);
+        const re = await cli(s.sb, ['install', 'transparent-proxy', '--config', '-'], moved);
+        expect(re.exitCode, describeCli(re)).toBe(0);
+        expect((await statusJson()).exit).toBe(0);
+        // Same source, other instruction set: every program's tag changes.
+        const cc = await runCommand(['clang', '-O2', '-g', '-target', 'bpf', '-mcpu=v3', '-I', 'bpf/include', '-I', `/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, '-c', 'bpf/tc.bpf.c', '-o', join(dir, 'tc.bpf.o')]);
+        expect(cc.exitCode, cc.stderr).toBe(0);
+        await expectDrift(/tp_tc_ingress: the attached program \(id \d+, tag [0-9a-f]{16}\) differs from the shipped one \(tag [0-9a-f]{16}\)/);
+        await repair();
+        const back = await cli(s.sb, ['install', 'transparent-proxy', '--config', '-'], settings.stdout);
+        expect(back.exitCode, describeCli(back)).toBe(0);
+      });
+
       it('a detached link is drift, then repaired', async (t) => {
         skip(t);
         const r = await runIn(s.sb, 'mesh', ['bpftool', 'link', 'detach', 'pinned', `${s.sb.bpffsPath}/links/tp_connect4`]);
