@@ -45,7 +45,10 @@ export async function status(flags: StatusFlags = {}, engines: StatusEngine[] = 
   const found: EngineStatus[] = [];
   for (const e of engines) {
     const s = await e.status(q);
-    if (s) found.push(s);
+    if (!s) continue;
+    // Counters in one order for every engine (the order of DECISIONS).
+    s.counters = Object.fromEntries((Object.keys(DECISIONS) as Decision[]).filter((d) => s.counters[d] !== undefined).map((d) => [d, s.counters[d]]));
+    found.push(s);
   }
   if (found.length > 1) {
     for (const s of found) {

@@ -74,7 +74,8 @@ async function survey(backend: Backend): Promise<FamilySave[]> {
 const holds = (saves: FamilySave[]): boolean => saves.some((s) => ownedState(parseSave(s.text)).length > 0);
 
 function countersOf(saves: FamilySave[]): Counters {
-  const c: Counters = {};
+  // Every decision these rules can count is reported, 0 until a packet matches.
+  const c: Counters = Object.fromEntries(Object.values(COUNTED).map((d) => [d, 0]));
   for (const s of saves) {
     for (const { line, packets } of s.counted) {
       const chain = line.split(' ')[1] ?? '';

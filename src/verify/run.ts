@@ -259,7 +259,9 @@ export async function verifyTraffic(cfg: TransparentProxyConfig, placement: Veri
         who: `the proxy's uid ${cfg.kumaDpUser.uid}`,
         expect: cfg.inbound.enabled ? 'inbound' : 'direct',
         origDst: hp('127.0.0.2', l.directPort),
-        meaning: cfg.inbound.enabled ? "recognising the proxy's uid (its connection to a local address goes to the inbound listener)" : "leaving the proxy's uid alone",
+        meaning: cfg.inbound.enabled
+          ? "sending the proxy's own connections to local addresses to the inbound listener (it needs the proxy's uid recognised)"
+          : "leaving the proxy's uid alone",
       },
     ];
     const outcomes = new Map([...(await runProbes(uid, placement, app)), ...(await runProbes(cfg.kumaDpUser.uid, placement, proxy))]);
