@@ -152,24 +152,36 @@ interface ExitHolder {
   code: number;
 }
 
-function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
-  const group = program
-    .command('status')
-    .description('show what is installed, whether it drifted, and live counters')
+/**
+ * `VERB transparent-proxy` for the read-only commands: the group (which only explains a
+ * missing or wrong target) and the subcommand with the options every engine lookup takes.
+ */
+function targetCommand(program: Command, verb: string, groupDescription: string, description: string): Command {
+  return program
+    .command(verb)
+    .description(groupDescription)
     .argument('[what]')
     .action((what?: string) => {
-      throw new UsageError(what === undefined ? 'status: missing what (expected: transparent-proxy)' : `status: unknown target '${what}' (expected: transparent-proxy)`);
-    });
-  group
+      throw new UsageError(what === undefined ? `${verb}: missing what (expected: transparent-proxy)` : `${verb}: unknown target '${what}' (expected: transparent-proxy)`);
+    })
     .command('transparent-proxy')
     .allowExcessArguments(false)
-    .description(`installed engine, settings, drift and counters; exit ${STATUS_EXIT.healthy} healthy, ${STATUS_EXIT.notInstalled} not installed, ${STATUS_EXIT.drift} drift`)
+    .description(description)
+    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
+    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
+    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'));
+}
+
+function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
+  targetCommand(
+    program,
+    'status',
+    'show what is installed, whether it drifted, and live counters',
+    `installed engine, settings, drift and counters; exit ${STATUS_EXIT.healthy} healthy, ${STATUS_EXIT.notInstalled} not installed, ${STATUS_EXIT.drift} drift`,
+  )
     .addOption(new Option('--json', 'print JSON'))
     .addOption(new Option('--prometheus', 'print the Prometheus text format (node_exporter textfile collector)'))
     .addOption(new Option('--settings', 'print only the recorded settings as a config file (for install --config -)'))
-    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
-    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
-    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'))
     .action(async (opts: { json?: boolean; prometheus?: boolean; settings?: boolean; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
       if ([opts.json, opts.prometheus, opts.settings].filter(Boolean).length > 1) {
         throw new UsageError('status: --json, --prometheus and --settings exclude each other');
@@ -187,21 +199,13 @@ function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
 }
 
 function addVerifyCommand(program: Command, io: CliIo, exit: ExitHolder): void {
-  const group = program
-    .command('verify')
-    .description('prove with real connections that redirection works')
-    .argument('[what]')
-    .action((what?: string) => {
-      throw new UsageError(what === undefined ? 'verify: missing what (expected: transparent-proxy)' : `verify: unknown target '${what}' (expected: transparent-proxy)`);
-    });
-  group
-    .command('transparent-proxy')
-    .allowExcessArguments(false)
-    .description(`listen on the proxy's ports, connect to TEST-NET addresses as a redirected uid, check where it lands; exit ${VERIFY_EXIT.passed} passed, ${VERIFY_EXIT.failed} failed, ${VERIFY_EXIT.notInstalled} not installed`)
+  targetCommand(
+    program,
+    'verify',
+    'prove with real connections that redirection works',
+    `listen on the proxy's ports, connect to TEST-NET addresses as a redirected uid, check where it lands; exit ${VERIFY_EXIT.passed} passed, ${VERIFY_EXIT.failed} failed, ${VERIFY_EXIT.notInstalled} not installed`,
+  )
     .addOption(new Option('--uid <uid>', 'the ordinary uid the probes run as (default: 65534, or the next uid the settings redirect)'))
-    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
-    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
-    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'))
     .action(async (opts: { uid?: string; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
       const r = await verify(opts);
       for (const l of r.lines) io.stdout(`${l}\n`);

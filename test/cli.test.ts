@@ -44,6 +44,10 @@ describe('usage errors exit 2 with one line', () => {
     ['unknown target', ['uninstall', 'everything'], "error: uninstall: unknown target 'everything' (expected: transparent-proxy)"],
     ['missing flag value', ['install', 'transparent-proxy', '--redirect-inbound-port'], "error: option '--redirect-inbound-port <port>' argument missing"],
     ['install-only flag on uninstall', ['uninstall', 'transparent-proxy', '--redirect-dns'], "error: unknown option '--redirect-dns'"],
+    ['status without target', ['status'], 'error: status: missing what (expected: transparent-proxy)'],
+    ['verify with a wrong target', ['verify', 'tp'], "error: verify: unknown target 'tp' (expected: transparent-proxy)"],
+    ['status with two output formats', ['status', 'transparent-proxy', '--json', '--prometheus'], 'error: status: --json, --prometheus and --settings exclude each other'],
+    ['install flag on status', ['status', 'transparent-proxy', '--persist'], "error: unknown option '--persist'"],
   ])('%s', async (_name, args, line) => {
     const r = await tpctl(args);
     expect(r.exitCode).toBe(2);
