@@ -47,7 +47,7 @@ describe('usage errors exit 2 with one line', () => {
     ['status without target', ['status'], 'error: status: missing what (expected: transparent-proxy)'],
     ['verify with a wrong target', ['verify', 'tp'], "error: verify: unknown target 'tp' (expected: transparent-proxy)"],
     ['status with two output formats', ['status', 'transparent-proxy', '--json', '--prometheus'], 'error: status: --json, --prometheus and --settings exclude each other'],
-    ['install flag on status', ['status', 'transparent-proxy', '--persist'], "error: unknown option '--persist'"],
+    ['install flag on status', ['status', 'transparent-proxy', '--redirect-dns'], "error: unknown option '--redirect-dns'"],
   ])('%s', async (_name, args, line) => {
     const r = await tpctl(args);
     expect(r.exitCode).toBe(2);

@@ -204,6 +204,14 @@ for (const e of OPERATE_ENGINES) {
         await repair();
       });
 
+      it('a missing pin is drift, then repaired', async (t) => {
+        skip(t);
+        const r = await runIn(s.sb, 'mesh', ['rm', `${s.sb.bpffsPath}/tp_in_cidr6_v1`]);
+        expect(r.exitCode, r.stderr).toBe(0);
+        await expectDrift(/map pin .*\/tp_in_cidr6_v1 is missing/);
+        await repair();
+      });
+
       it('a removed tc filter is drift, then repaired', async (t) => {
         skip(t);
         const r = await runIn(s.sb, 'mesh', ['tc', 'filter', 'del', 'dev', s.sb.iface.mesh, 'ingress', 'pref', String(0x7470), 'handle', '0x7470', 'bpf']);
