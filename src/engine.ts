@@ -63,10 +63,8 @@ export interface EngineStatus {
 
 /** Where verify's probes must run for the engine to see them. */
 export interface VerifyPlacement {
-  /** cgroup v2 directory a redirected process must be in (eBPF); undefined: any. */
+  /** cgroup v2 directory a redirected process (and the proxy) must be in (eBPF); undefined: any. */
   cgroupPath?: string;
-  /** Local addresses inbound redirection applies to (eBPF: the instance IPs; iptables: any). */
-  inboundAddresses?: string[];
 }
 
 export interface StatusQuery {

@@ -163,10 +163,10 @@ export async function ebpfStatus(q: StatusQuery): Promise<EngineStatus | undefin
 export const ebpfStatusEngine: StatusEngine = {
   name: 'ebpf',
   status: ebpfStatus,
+  // No cgroup in the settings means the cgroup2 root: every process is under it already.
   verifyPlacement(s) {
-    const cfg = s.record?.settings;
-    const ips = [cfg?.ebpf.instanceIp.ipv4, cfg?.ebpf.instanceIp.ipv6].filter((x): x is string => x !== undefined);
-    return { ...(cfg?.ebpf.cgroupPath ? { cgroupPath: cfg.ebpf.cgroupPath } : {}), inboundAddresses: ips };
+    const cgroupPath = s.record?.settings.ebpf.cgroupPath;
+    return cgroupPath ? { cgroupPath } : {};
   },
 };
 

@@ -10,11 +10,10 @@ import { type Backend, DEFAULT_RETRY, detectBackend, findExecutable, hostHasIpv6
 import { buildFamilyRuleset, configuredFamilies } from './build.js';
 import { firewalldDirectPath, removeFirewalldDirect, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
 import type { FamilyRuleset } from './model.js';
-import { renderFamilyRuleset, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
+import { renderFamilyRuleset, rulesetDigest, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
 import { hasOwned, isEmptyTable, type OwnedTable, ownedState, parseSave } from './save.js';
 import { canonicalRule } from './canonical.js';
 import { readIptablesRecord, removeIptablesRecord, writeIptablesRecord } from './record.js';
-import { rulesetDigest } from './render.js';
 
 export interface InstallOptions {
   /** Where --store-firewalld writes and uninstall removes tpctl's entries (default /etc/firewalld/direct.xml). */
@@ -258,8 +257,15 @@ export async function installIptables(
   // The record `tpctl status` compares the rules with; rewritten only when the rules or settings changed.
   const digests = Object.fromEntries(rulesetDigests(rulesets));
   const record = readIptablesRecord();
-  if (changed || !record || JSON.stringify(record.digests) !== JSON.stringify(digests) || record.backend !== backend) {
-    writeIptablesRecord(backend, cfg, digests);
+  const same = record && record.backend === backend && JSON.stringify(record.digests) === JSON.stringify(digests) &&
+    JSON.stringify(record.settings) === JSON.stringify({ ...cfg, dryRun: false });
+  if (changed || !same) {
+    try {
+      writeIptablesRecord(backend, cfg, digests);
+    } catch (e) {
+      // The rules are in place; only `tpctl status` loses sight of the settings (and says so).
+      log.warn(`install record: ${causeOf(e)}; tpctl status will not know these settings`);
+    }
   }
 
   if (cfg.storeFirewalld) {
