@@ -55,7 +55,7 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
   try {
     cgroupIno = BigInt(statSync(cgroup).ino);
   } catch {
-    add(`cgroup ${cgroup} is gone: the cgroup programs redirect nothing`);
+    out.push({ problem: `cgroup ${cgroup} is gone: the cgroup programs redirect nothing`, repair: `mkdir ${cgroup} (and move the workloads back into it), then: ${repair}` });
   }
   for (const l of state.links) {
     if (!existsSync(l.pin)) {
@@ -77,7 +77,7 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
     if (tc.netns !== currentNetns()) {
       add(`the tc filter is in network namespace ${tc.netns}, status runs in ${currentNetns()}: run status there (nsenter --net=...)`);
     } else if (!(await listInterfaces()).some((i) => i.ifindex === tc.ifindex && i.name === tc.iface)) {
-      add(`interface ${tc.iface} (ifindex ${tc.ifindex}) is gone, and the inbound tc filter with it`);
+      out.push({ problem: `interface ${tc.iface} (ifindex ${tc.ifindex}) is gone, and the inbound tc filter with it`, repair: `bring ${tc.iface} back, then: ${repair}` });
     } else {
       const progId = tcQueryIngress(tc.ifindex, tc.handle, tc.priority);
       if (progId === undefined) add(`tc filter on ${tc.iface} ingress (handle 0x${tc.handle.toString(16)}) is gone: inbound traffic is not redirected`);

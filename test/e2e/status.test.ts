@@ -5,7 +5,7 @@
  */
 import { describe, expect, it, type TestContext } from 'vitest';
 import { APP_PORTS, APP_UID, CLIENT_HOSTS, engineState, meshIp, probeTcp, probeUdp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
-import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultProgramsSourcePath } from '../../src/config/defaults.js';
 import { runCommand, runIn } from '../../src/sandbox/sandbox.js';
@@ -210,6 +210,28 @@ for (const e of OPERATE_ENGINES) {
         expect(r.exitCode, r.stderr).toBe(0);
         await expectDrift(/map pin .*\/tp_in_cidr6_v1 is missing/);
         await repair();
+      });
+
+      it('a cgroup that is gone is drift; recreated, a reinstall repairs it', async (t) => {
+        skip(t);
+        const settings = await cli(s.sb, ['status', 'transparent-proxy', '--settings', ...statusFlags(e.engine, s.sb)]);
+        const sub = join(s.sb.cgroupPath, 'i8gone');
+        mkdirSync(sub);
+        try {
+          const moved = `${settings.stdout.replace(/cgroupPath: .*/, `cgroupPath: ${sub}`)}`;
+          const re = await cli(s.sb, ['install', 'transparent-proxy', '--config', '-'], moved);
+          expect(re.exitCode, describeCli(re)).toBe(0);
+          rmdirSync(sub);
+          await expectDrift(new RegExp(`cgroup ${sub} is gone: the cgroup programs redirect nothing`));
+          const { json } = await statusJson();
+          expect(json.findings.find((f) => f.problem.includes('is gone'))!.repair).toMatch(new RegExp(`^mkdir ${sub} `));
+          mkdirSync(sub);
+          await repair();
+        } finally {
+          const back = await cli(s.sb, ['install', 'transparent-proxy', '--config', '-'], settings.stdout);
+          expect(back.exitCode, describeCli(back)).toBe(0);
+          if (existsSync(sub)) rmdirSync(sub);
+        }
       });
 
       it('a removed tc filter is drift, then repaired', async (t) => {
