@@ -122,7 +122,8 @@ async function listen(cfg: TransparentProxyConfig, placement: VerifyPlacement, i
     new Promise((resolve) => {
       const server = createServer((socket) => {
         socket.on('error', () => socket.destroy());
-        const arrival = describeAccepted(socket, listener, port);
+        // A direct arrival was not redirected: there is no original destination to read.
+        const arrival: Arrival = listener === 'direct' ? { listener, peer: hp(unmap(socket.remoteAddress ?? ''), socket.remotePort ?? 0) } : describeAccepted(socket, listener, port);
         let buf = '';
         socket.on('data', (d) => {
           buf += d.toString('utf8');
@@ -258,7 +259,7 @@ export async function verifyTraffic(cfg: TransparentProxyConfig, placement: Veri
         port: l.directPort,
         who: `the proxy's uid ${cfg.kumaDpUser.uid}`,
         expect: cfg.inbound.enabled ? 'inbound' : 'direct',
-        origDst: hp('127.0.0.2', l.directPort),
+        ...(cfg.inbound.enabled ? { origDst: hp('127.0.0.2', l.directPort) } : {}),
         meaning: cfg.inbound.enabled
           ? "sending the proxy's own connections to local addresses to the inbound listener (it needs the proxy's uid recognised)"
           : "leaving the proxy's uid alone",

@@ -42,14 +42,18 @@ export interface Installed {
 }
 
 /** A sandbox with the cast, installed with the conformance settings; removed in afterAll. */
-export function useInstalled(e: OperateEngine, opts: { name: string; install?: boolean; cast?: boolean; before?: (sb: Sandbox) => Promise<void> }): Installed {
+export function useInstalled(
+  e: OperateEngine,
+  opts: { name: string; install?: boolean; cast?: boolean; before?: (sb: Sandbox) => Promise<void>; settings?: (sb: Sandbox) => string[] },
+): Installed {
   const ctx: { sb?: Sandbox; skip?: string } = {};
   beforeAll(async () => {
     ctx.sb = await createSandbox({ name: opts.name, extraClientHosts: EXTRA_CLIENT_HOSTS });
     await opts.before?.(ctx.sb);
     if (opts.cast !== false) await startCast(ctx.sb);
     if (opts.install === false) return;
-    const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...conformanceFlags(ctx.sb), ...engineFlags(e.engine, ctx.sb)]);
+    const settings = opts.settings ? opts.settings(ctx.sb) : conformanceFlags(ctx.sb);
+    const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...settings, ...engineFlags(e.engine, ctx.sb)]);
     if (isKernelTooOld(r)) ctx.skip = r.stderr.trim();
     else if (r.exitCode !== 0) throw new Error(`install (${e.engine}) failed: ${describeCli(r)}`);
   });

@@ -58,3 +58,25 @@ for (const e of OPERATE_ENGINES) {
     });
   });
 }
+
+for (const e of OPERATE_ENGINES) {
+  describe(`verify: ${e.engine}, IPv4 only, no inbound redirection, every DNS query`, () => {
+    const s = useInstalled(e, {
+      name: `tpe2e-${e.tag}w-${process.pid}`,
+      cast: false,
+      before: routeTestNetIntoSandbox,
+      settings: () => ['--kuma-dp-user', '5678', '--ip-family-mode', 'ipv4', '--redirect-inbound=false', '--redirect-all-dns-traffic', '--exclude-outbound-ports', '80'],
+    });
+
+    it("passes: the proxy's connection to a local address is left alone, DNS to TEST-NET lands on the DNS listener", async (t: TestContext) => {
+      if (s.skipReason) t.skip(`kernel too old: ${s.skipReason}`);
+      const r = await cli(s.sb, ['verify', 'transparent-proxy', ...statusFlags(e.engine, s.sb)]);
+      expect(r.exitCode, describeCli(r)).toBe(0);
+      // port 80 is excluded: verify picks the next candidate
+      expect(r.stdout).toMatch(/^ok {3}uid 65534: TCP to 192\.0\.2\.10:443 → the outbound listener, original destination 192\.0\.2\.10:443$/m);
+      expect(r.stdout).not.toMatch(/2001:db8/);
+      expect(r.stdout).toMatch(/^ok {3}uid 65534: DNS query to 192\.0\.2\.53:53 → the DNS listener$/m);
+      expect(r.stdout).toMatch(/^ok {3}the proxy's uid 5678: TCP to 127\.0\.0\.2:\d+ → its destination directly$/m);
+    });
+  });
+}
