@@ -13,7 +13,7 @@ import type { FamilyRuleset } from './model.js';
 import { renderFamilyRuleset, rulesetDigest, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
 import { hasOwned, isEmptyTable, type OwnedTable, ownedState, parseSave } from './save.js';
 import { canonicalRule } from './canonical.js';
-import { readIptablesRecord, removeIptablesRecord, writeIptablesRecord } from './record.js';
+import { readIptablesRecord, removeIptablesRecord, sweepStaleIptablesRecords, writeIptablesRecord } from './record.js';
 
 export interface InstallOptions {
   /** Where --store-firewalld writes and uninstall removes tpctl's entries (default /etc/firewalld/direct.xml). */
@@ -261,6 +261,7 @@ export async function installIptables(
     JSON.stringify(record.settings) === JSON.stringify({ ...cfg, dryRun: false });
   if (changed || !same) {
     try {
+      sweepStaleIptablesRecords();
       writeIptablesRecord(backend, cfg, digests);
     } catch (e) {
       // The rules are in place; only `tpctl status` loses sight of the settings (and says so).
@@ -314,6 +315,7 @@ export async function uninstallIptables(cfg: UninstallConfig, log: Logger, opts:
       if (cfg.dryRun) lines.push(...payload.trimEnd().split('\n'));
     }
   }
+  if (!cfg.dryRun) sweepStaleIptablesRecords();
   if (plans.length === 0) {
     if (!cfg.dryRun) removeIptablesRecord();
     return { changed: fwChanged, lines: [...lines, 'iptables: no tpctl rules found, nothing to remove'] };

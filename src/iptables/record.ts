@@ -5,7 +5,7 @@
  * is a file under /run/tpctl, one per network namespace (rules are per namespace),
  * readable by root only. /run is emptied at boot, exactly when the rules go too.
  */
-import { mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InstallRecord } from '../engine.js';
 import type { TransparentProxyConfig } from '../config/types.js';
@@ -49,4 +49,49 @@ export function readIptablesRecord(path = iptablesRecordPath()): IptablesRecord 
 
 export function removeIptablesRecord(path = iptablesRecordPath()): void {
   rmSync(path, { force: true });
+}
+
+/** Inodes of every network namespace still alive: held by a process or bind-mounted under /run/netns. */
+function liveNetnsInodes(): Set<string> {
+  const live = new Set<string>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const m = /\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/ns/net`));
+      if (m) live.add(m[1]!);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  try {
+    for (const name of readdirSync('/run/netns')) {
+      try {
+        live.add(String(statSync(join('/run/netns', name)).ino));
+      } catch {
+        // removed meanwhile
+      }
+    }
+  } catch {
+    // no named namespaces
+  }
+  return live;
+}
+
+/**
+ * Removes the records of network namespaces that no longer exist (deleted without an
+ * uninstall), so a namespace that later gets the same inode does not inherit one.
+ * Install and uninstall call it; status stays read-only.
+ */
+export function sweepStaleIptablesRecords(runDir = RUN_DIR): void {
+  let names: string[];
+  try {
+    names = readdirSync(runDir).filter((n) => /^iptables-net-\d+\.json$/.test(n));
+  } catch {
+    return;
+  }
+  if (names.length === 0) return;
+  const live = liveNetnsInodes();
+  for (const n of names) {
+    const ino = /(\d+)/.exec(n)![1]!;
+    if (!live.has(ino)) rmSync(join(runDir, n), { force: true });
+  }
 }
