@@ -212,6 +212,13 @@ static __always_inline __u16 proxy_target(struct bpf_sock_addr *ctx,
 	return cfg->inbound_port;
 }
 
+/* Counts the proxy's own TCP connect: sent to the inbound listener, or let through. */
+static __always_inline __u16 proxy_counted(__u16 target)
+{
+	TP_COUNT(target ? TP_STAT_INBOUND : TP_STAT_PROXY);
+	return target;
+}
+
 /*
  * The listener port (host order) a TCP connect is sent to, or 0 to leave it alone.
  * The order mirrors the iptables engine's chains: per-uid and per-port exclusions
@@ -226,29 +233,33 @@ static __always_inline __u16 tcp_target(struct bpf_sock_addr *ctx, const struct 
 	if (!tp_family_on(cfg, dst->family))
 		return 0;
 	if (tp_uid_excluded(uid, IPPROTO_TCP, port))
-		return 0;
+		return TP_COUNTED(TP_STAT_EXCL_UID, 0);
 	if (bpf_map_lookup_elem(&tp_out_port_v1, &port))
-		return 0;
+		return TP_COUNTED(TP_STAT_EXCL_OUT_PORT, 0);
 	if (uid == cfg->proxy_uid)
-		return proxy_target(ctx, cfg, dst);
+		return proxy_counted(proxy_target(ctx, cfg, dst));
 	if (dns_captured(cfg, dst))
-		return cfg->dns_port;
+		return TP_COUNTED(TP_STAT_DNS, cfg->dns_port);
 	if (tp_is_local(dst))
 		return 0;
-	if (tp_is_instance(cfg, dst) || cidr_excluded(dst))
+	if (tp_is_instance(cfg, dst))
 		return 0;
-	return cfg->outbound_port;
+	if (cidr_excluded(dst))
+		return TP_COUNTED(TP_STAT_EXCL_OUT_ADDR, 0);
+	return TP_COUNTED(TP_STAT_OUTBOUND, cfg->outbound_port);
 }
 
 /* The DNS listener port for a UDP datagram or connect, or 0 to leave it alone. */
 static __always_inline __u16 udp_target(const struct tp_config *cfg, __u32 uid,
 					const struct tp_addr *dst)
 {
-	if (uid == cfg->proxy_uid || !dns_captured(cfg, dst))
+	if (!dns_captured(cfg, dst))
 		return 0;
+	if (uid == cfg->proxy_uid)
+		return TP_COUNTED(TP_STAT_PROXY, 0);
 	if (tp_uid_excluded(uid, IPPROTO_UDP, TP_DNS_PORT))
-		return 0;
-	return cfg->dns_port;
+		return TP_COUNTED(TP_STAT_EXCL_UID, 0);
+	return TP_COUNTED(TP_STAT_DNS, cfg->dns_port);
 }
 
 /* Source the proxy will see: the instance IP of the destination's family. A failed

@@ -41,7 +41,9 @@ static __always_inline int port_captured(const struct tp_config *cfg, __be16 dpo
 
 	if (port == cfg->inbound_port)
 		return 0; /* addressed to the proxy itself */
-	return bpf_map_lookup_elem(&tp_in_port_v1, &port) == 0;
+	if (bpf_map_lookup_elem(&tp_in_port_v1, &port))
+		return TP_COUNTED(TP_STAT_EXCL_IN_PORT, 0);
+	return 1;
 }
 
 /* A SYN that should go to the proxy: SYN without ACK (not a SYN-ACK). */
@@ -75,9 +77,10 @@ static __always_inline int steer(struct __sk_buff *skb, struct bpf_sock_tuple *t
 	*dport = bpf_htons(inbound_port);
 	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
-		return 0;
+		return TP_COUNTED(TP_STAT_NO_LISTENER, 0);
 	assigned = sk->state == BPF_TCP_LISTEN && bpf_sk_assign(skb, sk, 0) == 0;
 	bpf_sk_release(sk);
+	TP_COUNT(assigned ? TP_STAT_INBOUND : TP_STAT_NO_LISTENER);
 	return assigned;
 }
 
@@ -105,7 +108,7 @@ static __always_inline int steer4(struct __sk_buff *skb, const struct tp_config 
 	src.prefixlen = 32;
 	src.addr = ip.saddr;
 	if (bpf_map_lookup_elem(&tp_in_cidr4_v1, &src))
-		return 0;
+		return TP_COUNTED(TP_STAT_EXCL_IN_ADDR, 0);
 
 	t.ipv4.saddr = ip.saddr;
 	t.ipv4.daddr = ip.daddr;
@@ -138,7 +141,7 @@ static __always_inline int steer6(struct __sk_buff *skb, const struct tp_config 
 	src.prefixlen = 128;
 	tp_ip6_copy(src.addr, saddr);
 	if (bpf_map_lookup_elem(&tp_in_cidr6_v1, &src))
-		return 0;
+		return TP_COUNTED(TP_STAT_EXCL_IN_ADDR, 0);
 
 	tp_ip6_copy(t.ipv6.saddr, saddr);
 	tp_ip6_copy(t.ipv6.daddr, daddr);

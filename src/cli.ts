@@ -14,6 +14,9 @@ import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
+import { CONFIG_PATH, UNIT_NAME } from './persist/boot.js';
+import { verify, VERIFY_EXIT } from './commands/verify.js';
+import { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status, STATUS_EXIT } from './commands/status.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -84,6 +87,7 @@ function addInstallOptions(cmd: Command): Command {
     new Option('--ebpf-bpffs-path <dir>', `eBPF: bpffs directory for pins and state (default: ${d.bpffsPath})`),
     new Option('--ebpf-cgroup-path <dir>', 'eBPF: cgroup v2 directory to attach to (default: the cgroup2 root)'),
     new Option('--ebpf-tc-attach-iface <iface>', 'eBPF: interface for the inbound tc program (default: the one holding the instance IP)'),
+    new Option('--persist', `also write the settings to ${CONFIG_PATH} and enable ${UNIT_NAME}, which reapplies them at boot`),
     boolOption('--dry-run', 'print what would be installed, change nothing'),
     boolOption('--verbose', 'more output; stack traces on unexpected errors'),
     boolOption('--skip-resolv-conf', 'deprecated, has no effect').hideHelp(),
@@ -101,6 +105,7 @@ function addUninstallOptions(cmd: Command): Command {
   cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
   cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
   cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
+  cmd.addOption(new Option('--keep-persisted', `keep what install --persist wrote (${UNIT_NAME}'s own stop command)`));
   cmd.addOption(boolOption('--dry-run', 'print what would be removed, change nothing'));
   cmd.addOption(boolOption('--verbose', 'more output; stack traces on unexpected errors'));
   cmd.addHelpText('after', BOOL_NOTE);
@@ -131,20 +136,86 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   install: {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
-    run: (flags, logger, env) => install(flags as RawFlags, { logger, env }),
+    run: ({ persist, ...flags }, logger, env) => install(flags as RawFlags, { logger, env, persist: persist === true }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: (flags, logger, env) => uninstall(flags as RawUninstallFlags, { logger, env }),
+    run: ({ keepPersisted, ...flags }, logger, env) => uninstall(flags as RawUninstallFlags, { logger, env, keepPersisted: keepPersisted === true }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },
 };
 
-function buildProgram(io: CliIo, logger: Logger): Command {
+/** Commands whose outcome is an exit code rather than an error (status, verify). */
+interface ExitHolder {
+  code: number;
+}
+
+/**
+ * `VERB transparent-proxy` for the read-only commands: the group (which only explains a
+ * missing or wrong target) and the subcommand with the options every engine lookup takes.
+ */
+function targetCommand(program: Command, verb: string, groupDescription: string, description: string): Command {
+  return program
+    .command(verb)
+    .description(groupDescription)
+    .argument('[what]')
+    .action((what?: string) => {
+      throw new UsageError(what === undefined ? `${verb}: missing what (expected: transparent-proxy)` : `${verb}: unknown target '${what}' (expected: transparent-proxy)`);
+    })
+    .command('transparent-proxy')
+    .allowExcessArguments(false)
+    .description(description)
+    .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
+    .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
+    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'));
+}
+
+function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
+  targetCommand(
+    program,
+    'status',
+    'show what is installed, whether it drifted, and live counters',
+    `installed engine, settings, drift and counters; exit ${STATUS_EXIT.healthy} healthy, ${STATUS_EXIT.notInstalled} not installed, ${STATUS_EXIT.drift} drift`,
+  )
+    .addOption(new Option('--json', 'print JSON'))
+    .addOption(new Option('--prometheus', 'print the Prometheus text format (node_exporter textfile collector)'))
+    .addOption(new Option('--settings', 'print only the recorded settings as a config file (for install --config -)'))
+    .action(async (opts: { json?: boolean; prometheus?: boolean; settings?: boolean; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
+      if ([opts.json, opts.prometheus, opts.settings].filter(Boolean).length > 1) {
+        throw new UsageError('status: --json, --prometheus and --settings exclude each other');
+      }
+      const report = await status(opts);
+      if (opts.settings) {
+        const text = renderStatusSettings(report);
+        if (text === undefined) throw new UsageError('status: no recorded settings (nothing installed, or installed without a record)');
+        io.stdout(text);
+      } else if (opts.json) io.stdout(`${renderStatusJson(report)}\n`);
+      else if (opts.prometheus) io.stdout(renderStatusPrometheus(report));
+      else for (const l of renderStatusText(report)) io.stdout(`${l}\n`);
+      exit.code = opts.settings ? 0 : report.exitCode;
+    });
+}
+
+function addVerifyCommand(program: Command, io: CliIo, exit: ExitHolder): void {
+  targetCommand(
+    program,
+    'verify',
+    'prove with real connections that redirection works',
+    `listen on the proxy's ports, connect to TEST-NET addresses as a redirected uid, check where it lands; exit ${VERIFY_EXIT.passed} passed, ${VERIFY_EXIT.failed} failed, ${VERIFY_EXIT.notInstalled} not installed`,
+  )
+    .addOption(new Option('--uid <uid>', 'the ordinary uid the probes run as (default: 65534, or the next uid the settings redirect)'))
+    .action(async (opts: { uid?: string; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
+      const r = await verify(opts);
+      for (const l of r.lines) io.stdout(`${l}\n`);
+      exit.code = r.exitCode;
+    });
+}
+
+function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 }): Command {
   const program = new Command('tpctl');
   program
     .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy): iptables, nftables or eBPF')
@@ -160,8 +231,8 @@ function buildProgram(io: CliIo, logger: Logger): Command {
     })
     .argument('[command]')
     .action((name?: string) => {
-      if (name === undefined) throw new UsageError('missing command (expected install or uninstall; see tpctl --help)');
-      throw new UsageError(`unknown command '${name}' (expected install or uninstall)`);
+      if (name === undefined) throw new UsageError('missing command (expected install, uninstall, status or verify; see tpctl --help)');
+      throw new UsageError(`unknown command '${name}' (expected install, uninstall, status or verify)`);
     });
 
   for (const [verb, v] of Object.entries(VERBS)) {
@@ -182,6 +253,8 @@ function buildProgram(io: CliIo, logger: Logger): Command {
         if (!result.dryRun) io.stdout(`${result.changed ? v.done : v.noop}\n`);
       });
   }
+  addStatusCommand(program, io, exit);
+  addVerifyCommand(program, io, exit);
   return program;
 }
 
@@ -205,8 +278,9 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     },
   };
   try {
-    await buildProgram(io, logger).parseAsync(argv, { from: 'user' });
-    return 0;
+    const exit: ExitHolder = { code: 0 };
+    await buildProgram(io, logger, exit).parseAsync(argv, { from: 'user' });
+    return exit.code;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;

@@ -38,12 +38,16 @@ describe('usage errors exit 2 with one line', () => {
   it.each<[string, string[], string]>([
     ['unknown flag', ['install', 'transparent-proxy', '--bogus'], "error: unknown option '--bogus'"],
     ['misspelt flag', ['install', 'transparent-proxy', '--redirect-dn'], "error: unknown option '--redirect-dn' (Did you mean --redirect-dns?)"],
-    ['unknown command', ['frobnicate'], "error: unknown command 'frobnicate' (expected install or uninstall)"],
-    ['no command', [], 'error: missing command (expected install or uninstall; see tpctl --help)'],
+    ['unknown command', ['frobnicate'], "error: unknown command 'frobnicate' (expected install, uninstall, status or verify)"],
+    ['no command', [], 'error: missing command (expected install, uninstall, status or verify; see tpctl --help)'],
     ['missing target', ['install'], 'error: install: missing what to install (expected: transparent-proxy)'],
     ['unknown target', ['uninstall', 'everything'], "error: uninstall: unknown target 'everything' (expected: transparent-proxy)"],
     ['missing flag value', ['install', 'transparent-proxy', '--redirect-inbound-port'], "error: option '--redirect-inbound-port <port>' argument missing"],
     ['install-only flag on uninstall', ['uninstall', 'transparent-proxy', '--redirect-dns'], "error: unknown option '--redirect-dns'"],
+    ['status without target', ['status'], 'error: status: missing what (expected: transparent-proxy)'],
+    ['verify with a wrong target', ['verify', 'tp'], "error: verify: unknown target 'tp' (expected: transparent-proxy)"],
+    ['status with two output formats', ['status', 'transparent-proxy', '--json', '--prometheus'], 'error: status: --json, --prometheus and --settings exclude each other'],
+    ['install flag on status', ['status', 'transparent-proxy', '--redirect-dns'], "error: unknown option '--redirect-dns'"],
   ])('%s', async (_name, args, line) => {
     const r = await tpctl(args);
     expect(r.exitCode).toBe(2);

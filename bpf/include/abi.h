@@ -37,6 +37,20 @@
 #define TP_LISTENER_INET  0
 #define TP_LISTENER_INET6 1
 
+/* Index into tp_stats_v1 (per-CPU __u64 counters, one per decision; `tpctl status`
+ * sums them). New decisions take the next free index below TP_STAT_MAX. */
+#define TP_STAT_OUTBOUND       0 /* TCP connect sent to the outbound listener */
+#define TP_STAT_INBOUND        1 /* inbound SYN steered, or the proxy's local connect sent to the inbound listener */
+#define TP_STAT_DNS            2 /* DNS (UDP datagram / connect, TCP connect) sent to the DNS listener */
+#define TP_STAT_EXCL_OUT_PORT  3 /* outbound TCP left alone: excluded port */
+#define TP_STAT_EXCL_IN_PORT   4 /* inbound SYN left alone: excluded port */
+#define TP_STAT_EXCL_OUT_ADDR  5 /* outbound TCP left alone: excluded destination */
+#define TP_STAT_EXCL_IN_ADDR   6 /* inbound SYN left alone: excluded source */
+#define TP_STAT_EXCL_UID       7 /* left alone: per-uid exclusion */
+#define TP_STAT_PROXY          8 /* the proxy's own traffic let through */
+#define TP_STAT_NO_LISTENER    9 /* inbound SYN to steer, but no proxy listener: it reached the app port */
+#define TP_STAT_MAX           16
+
 /* Value of the single-entry array map tp_cfg_v1 (key 0). */
 struct tp_config {
 	__u32 proxy_uid;        /* connections of this uid are never touched */

@@ -177,4 +177,17 @@ static __always_inline int dns_captured(const struct tp_config *cfg, const struc
 	return bpf_map_lookup_elem(&tp_dns_srv6_v1, &k) != 0;
 }
 
+/* Adds one to a decision counter (TP_STAT_*). Atomic: a tc program in softirq may
+ * interrupt a cgroup program on the same CPU. Call sites stay one line:
+ * TP_COUNT(TP_STAT_X); or return TP_COUNTED(TP_STAT_X, value); */
+static __always_inline void tp_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&tp_stats_v1, &stat);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+#define TP_COUNT(stat) tp_count(stat)
+#define TP_COUNTED(stat, ret) (tp_count(stat), (ret))
+
 #endif /* TP_HELPERS_H */

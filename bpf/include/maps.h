@@ -165,4 +165,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tp_netns_v1 SEC(".maps");
 
+/* Decision counters (TP_STAT_* index → count), per CPU so the programs never contend;
+ * `tpctl status` reads and sums them without stopping anything. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, TP_STAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_stats_v1 SEC(".maps");
+
 #endif /* TP_MAPS_H */

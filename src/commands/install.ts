@@ -14,6 +14,7 @@ import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../co
 import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
 import type { RawFlags } from '../config/schema.js';
 import { engineOf, silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
+import { writeBootPersistence } from '../persist/boot.js';
 
 export interface CommandOptions {
   logger?: Logger;
@@ -23,6 +24,10 @@ export interface CommandOptions {
   readers?: ConfigReaders;
   /** Environment variables that set options (TPCTL_ENGINE); the CLI passes its own. */
   env?: Record<string, string | undefined>;
+  /** install: also write the settings and a boot unit (--persist). */
+  persist?: boolean;
+  /** uninstall: keep what --persist wrote (the boot unit's own ExecStop). */
+  keepPersisted?: boolean;
 }
 
 /** What a command did, and whether it was a dry run (which may be set in a config file, not only by flag). */
@@ -42,6 +47,7 @@ export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): 
   const { config, warnings, notes = [] } = resolveConfig({ flags, files, env: opts.env }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
   const result = await installResolved(config, log);
+  if (opts.persist && !config.dryRun) result.lines.push(...(await writeBootPersistence(config)));
   // A note in a dry run is a comment, so the printed nft script stays one that `nft -f` reads.
   const noteLines = notes.map((n) => (config.dryRun ? `# ${n}` : n));
   return { ...result, lines: [...noteLines, ...result.lines], dryRun: config.dryRun };

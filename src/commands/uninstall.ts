@@ -15,13 +15,20 @@ import { resolveUninstallConfig } from '../config/resolve.js';
 import type { RawUninstallFlags } from '../config/schema.js';
 import { silentLogger, type Logger, type UninstallConfig } from '../config/types.js';
 import { configPaths, type CommandOptions, type CommandResult } from './install.js';
+import { removeBootPersistence } from '../persist/boot.js';
 
 export async function uninstall(flags: RawUninstallFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
   const { config, warnings } = resolveUninstallConfig({ flags, files, env: opts.env });
   for (const w of warnings) log.warn(w);
-  return { ...(await uninstallResolved(config, log)), dryRun: config.dryRun };
+  const result = await uninstallResolved(config, log);
+  if (!config.dryRun && !opts.keepPersisted) {
+    const removed = await removeBootPersistence(log);
+    if (removed.length > 0) result.changed = true;
+    result.lines.push(...removed);
+  }
+  return { ...result, dryRun: config.dryRun };
 }
 
 export async function uninstallResolved(cfg: UninstallConfig, log: Logger = silentLogger): Promise<EngineResult> {

@@ -33,7 +33,8 @@ import { registerListeners } from './listeners.js';
 import { netnsCookie } from '../host/libc.js';
 import { currentNetns, attachCgroupProgram, attachNetnsProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
 import { tcHookDestroy } from './libbpf.js';
-import { hasState, readState, removeState, statePinPath, writeState, type EbpfState } from './state.js';
+import { attachmentFindings, mapFindings } from './status.js';
+import { hasState, readState, removeState, statePinPath, withSettings, writeState, type EbpfState } from './state.js';
 
 export { buildEbpfSpec, describeEbpfPlan } from './spec.js';
 export type { EbpfState } from './state.js';
@@ -168,7 +169,7 @@ function freshInstall(
       bpffs: { mounted: bpffs.mount, createdDirs: bpffs.createDirs },
       installedAt: new Date().toISOString(),
     };
-    writeState(state);
+    writeState(withSettings(state, cfg));
     journal.add('state record', () => removeState(bpffs.path));
     lines.push(`state recorded in ${statePinPath(bpffs.path)}`);
     return { changed: true, lines };
@@ -186,7 +187,7 @@ function freshInstall(
   }
 }
 
-function updateInPlace(cfg: TransparentProxyConfig, state: EbpfState, spec: EbpfSpec, hash: string, log: Logger): EngineResult {
+function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logger, cfg: TransparentProxyConfig, target: AttachTarget): EngineResult {
   const bpffsPath = state.target.bpffsPath;
   const names = spec.maps.map((m) => m.name);
   const before = snapshotMaps(bpffsPath, names);
@@ -197,7 +198,8 @@ function updateInPlace(cfg: TransparentProxyConfig, state: EbpfState, spec: Ebpf
     // its real change (the maps) is made, so tests can prove the rollback.
     failAt('after-cgroup-attach');
     failAt('after-tc-attach');
-    writeState({ ...state, configHash: hash, installedAt: new Date().toISOString() });
+    // The hash covers the target: record the one it was computed for (a moved objects directory, say).
+    writeState(withSettings({ ...state, target, configHash: hash, installedAt: new Date().toISOString() }, cfg));
     return {
       changed: true,
       lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`, ...listeners],
@@ -224,13 +226,14 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
   // A record can only be pinned where preflight found a bpffs already mounted.
   const existing = pre.bpffs.mount ? undefined : readState(pre.target.bpffsPath);
   if (existing) {
-    const intact = stateIntact(existing);
-    if (intact && existing.configHash === hash) {
+    // Drift (a detached link, a replaced program, a flushed map entry) makes a reinstall repair, not a no-op.
+    const intact = stateIntact(existing) && (await attachmentFindings(existing)).length === 0;
+    if (intact && existing.configHash === hash && mapFindings(existing, spec).length === 0) {
       return { changed: false, lines: ['eBPF transparent proxy already installed with these settings'] };
     }
     const programs = spec.programs.map((x) => x.name);
     if (intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs })) {
-      return updateInPlace(cfg, existing, spec, hash, log);
+      return updateInPlace(existing, spec, hash, log, cfg, pre.target);
     }
     // Attach points changed (or the install was damaged): replace it entirely.
     log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');

@@ -125,6 +125,11 @@ export function libbpf(): Binding {
     set_print: 'void *libbpf_set_print(tp_libbpf_print_fn *fn)',
     btf_find_by_name_kind: 'int btf__find_by_name_kind(const btf *btf, const char *name, uint32_t kind)',
     btf_resolve_size: 'int64_t btf__resolve_size(const btf *btf, uint32_t type_id)',
+    // status: identities of what is attached
+    obj_get_info: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
+    prog_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
+    map_set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
+    map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
   };
   const b: Binding = {};
   for (const [key, proto] of Object.entries(decls)) b[key] = lib.func(proto) as Fn;
@@ -259,6 +264,15 @@ export class BpfObject {
     const id = b.btf_find_by_name_kind!(btf, name, BTF_KIND_STRUCT) as number;
     if (id < 0) return undefined;
     return Number(checkRet('btf__resolve_size', b.btf_resolve_size!(btf, id), name));
+  }
+
+  /** Before load: private maps (no pin reuse, nothing pinned) of `maxEntries` each, for a throw-away load. */
+  privateMaps(maxEntries = 1): void {
+    const b = libbpf();
+    for (let m = b.next_map!(this.h, null); m; m = b.next_map!(this.h, m)) {
+      checkRet('bpf_map__set_pin_path', b.map_set_pin_path!(m, null), this.path);
+      checkRet('bpf_map__set_max_entries', b.map_set_max_entries!(m, maxEntries), this.path);
+    }
   }
 }
 
@@ -443,4 +457,34 @@ export function tcQueryIngress(ifindex: number, handle: number, priority: number
 
 export function tcDetachIngress(ifindex: number, handle: number, priority: number): void {
   checkRet('bpf_tc_detach', libbpf().tc_detach!(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(handle, priority)), `ifindex ${ifindex}`);
+}
+
+// ---- object identities (status) ---------------------------------------------
+
+/** bpf_obj_get_info_by_fd into a zeroed buffer (the kernel accepts a longer, zero-tailed one). */
+export function objInfo(fd: number, size = 256): Buffer {
+  const info = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  writeU32(len, 0, size);
+  checkRet('bpf_obj_get_info_by_fd', libbpf().obj_get_info!(fd, info, len), `fd ${fd}`);
+  return info;
+}
+
+/** struct bpf_prog_info: id@4, tag[8]@8, name[16]@64. */
+export function progIdentity(fd: number): { id: number; tag: string; name: string } {
+  const info = objInfo(fd);
+  const name = info.subarray(64, 80);
+  const end = name.indexOf(0);
+  return { id: readU32(info, 4), tag: info.subarray(8, 16).toString('hex'), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8') };
+}
+
+/** struct bpf_link_info: id@4, prog_id@8, cgroup.cgroup_id@16 (0 once detached), cgroup.attach_type@24. */
+export function cgroupLinkIdentity(fd: number): { id: number; progId: number; cgroupId: bigint; attachType: number } {
+  const info = objInfo(fd);
+  const cgroupId = endianness() === 'LE' ? info.readBigUInt64LE(16) : info.readBigUInt64BE(16);
+  return { id: readU32(info, 4), progId: readU32(info, 8), cgroupId, attachType: readU32(info, 24) };
+}
+
+export function progFdById(id: number): number {
+  return checkRet('bpf_prog_get_fd_by_id', libbpf().prog_fd_by_id!(id), `id ${id}`);
 }

@@ -29,6 +29,7 @@ import {
 } from './codecs.js';
 import { ipv4Bytes, ipv4Text, ipv6Bytes, ipv6Text, maskPrefix } from './ip.js';
 import { BPF_MAP_TYPE } from './libbpf.js';
+import { BPF_MAP_TYPE_PERCPU_ARRAY, TP_STAT_SLOTS } from './stats.js';
 
 // ---- maps ------------------------------------------------------------------
 
@@ -67,6 +68,7 @@ export const MAP_SPECS: readonly MapSpec[] = [
   m('tp_dns_srv6_v1', BPF_MAP_TYPE.HASH, 16, 1, 256, 'settings'),
   m('tp_listener_v1', BPF_MAP_TYPE.SOCKMAP, 4, 8, 2, 'runtime'),
   m('tp_netns_v1', BPF_MAP_TYPE.ARRAY, 4, 8, 1, 'settings'),
+  m('tp_stats_v1', BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, TP_STAT_SLOTS, 'runtime'),
 ];
 
 export function mapSpec(name: string): MapSpec {

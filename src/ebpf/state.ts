@@ -13,6 +13,8 @@ import { EngineError } from '../errors.js';
 import { BPF_MAP_TYPE, mapCreate, mapLookup, mapUpdate, objGet, objPin } from './libbpf.js';
 import { STATE_MAP, type AttachTarget } from './spec.js';
 import { u32Key } from './codecs.js';
+import type { TransparentProxyConfig } from '../config/types.js';
+import { tpctlVersion } from '../version.js';
 
 export interface TcRecord {
   iface: string;
@@ -37,6 +39,15 @@ export interface EbpfState {
   tc?: TcRecord;
   bpffs: { mounted: boolean; createdDirs: string[] };
   installedAt: string;
+  /** The resolved settings of the install, for `tpctl status` (absent when too large for the record). */
+  settings?: TransparentProxyConfig;
+  tpctlVersion?: string;
+}
+
+/** The state with the install's settings, when they fit in the record next to the rest. */
+export function withSettings(state: EbpfState, settings: TransparentProxyConfig): EbpfState {
+  const full: EbpfState = { ...state, settings: { ...settings, dryRun: false }, tpctlVersion: tpctlVersion() };
+  return Buffer.byteLength(JSON.stringify(full)) < STATE_MAP.valueSize ? full : { ...state, tpctlVersion: tpctlVersion() };
 }
 
 export function statePinPath(bpffsPath: string): string {

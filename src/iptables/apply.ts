@@ -8,13 +8,15 @@ import { EngineError, isTpError } from '../errors.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { type Backend, DEFAULT_RETRY, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
 import { buildFamilyRuleset, configuredFamilies } from './build.js';
-import { DEFAULT_FIREWALLD_DIRECT_PATH, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
+import { firewalldDirectPath, removeFirewalldDirect, renderFirewalldDirect, storeFirewalldDirect } from './firewalld.js';
 import type { FamilyRuleset } from './model.js';
-import { renderFamilyRuleset, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
+import { renderFamilyRuleset, rulesetDigest, targetFromOwned, targetFromRuleset, transitionPayload, type TargetTable } from './render.js';
 import { hasOwned, isEmptyTable, type OwnedTable, ownedState, parseSave } from './save.js';
+import { canonicalRule } from './canonical.js';
+import { readIptablesRecord, removeIptablesRecord, sweepStaleIptablesRecords, writeIptablesRecord } from './record.js';
 
 export interface InstallOptions {
-  /** Where --store-firewalld writes (default /etc/firewalld/direct.xml). */
+  /** Where --store-firewalld writes and uninstall removes tpctl's entries (default /etc/firewalld/direct.xml). */
   firewalldDirectPath?: string;
 }
 
@@ -35,9 +37,9 @@ function causeOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function commentsOf(lines: string[]): string[] {
-  // iptables-save quotes a comment only when it contains spaces.
-  return lines.map((l) => /--comment (?:"([^"]*)"|(\S+))/.exec(l)?.slice(1).find((g) => g !== undefined) ?? '');
+/** Rules in a comparable form: the same rule rendered by tpctl or printed by iptables-save gives the same key. */
+function canonicalOf(lines: string[]): string[] {
+  return lines.map((l) => canonicalRule(l).key);
 }
 
 function jumpKey(chain: string, line: string): string {
@@ -47,8 +49,9 @@ function jumpKey(chain: string, line: string): string {
 }
 
 /**
- * Whether the snapshot already holds the target: same tables, chains, rule count
- * and comments per chain, and jump rules carrying the target's ruleset digest.
+ * Whether the snapshot already holds the target: same tables, chains and rules per
+ * chain (compared canonically, so an edited rule is drift), and jump rules carrying
+ * the target's ruleset digest, each still first in its chain.
  */
 export function alreadyInstalled(owned: OwnedTable[], target: TargetTable[]): boolean {
   if (owned.length !== target.length) return false;
@@ -58,8 +61,9 @@ export function alreadyInstalled(owned: OwnedTable[], target: TargetTable[]): bo
     for (const c of tgt.chains) {
       const lines = cur.chains.get(c.name);
       if (!lines || lines.length !== c.lines.length) return false;
-      if (commentsOf(lines).join('\n') !== commentsOf(c.lines).join('\n')) return false;
+      if (canonicalOf(lines).join('\n\n') !== canonicalOf(c.lines).join('\n\n')) return false;
     }
+    if (cur.jumps.some((j) => j.position !== 1)) return false;
     const have = cur.jumps.map((j) => jumpKey(j.chain, j.line)).sort();
     const want = tgt.jumps.map((j) => jumpKey(j.chain, j.args)).sort();
     if (have.join('\n') !== want.join('\n')) return false;
@@ -196,6 +200,10 @@ async function removalPlan(tables: Tables, savedText?: string): Promise<FamilyPl
   return plan.payload ? plan : undefined;
 }
 
+function rulesetDigests(rulesets: FamilyRuleset[]): Array<[string, string]> {
+  return rulesets.map((rs) => [rs.family, rulesetDigest(rs)]);
+}
+
 export function buildRulesets(cfg: TransparentProxyConfig, families: IpFamily[] = configuredFamilies(cfg)): FamilyRuleset[] {
   return families.map((f) => buildFamilyRuleset(cfg, f));
 }
@@ -246,9 +254,23 @@ export async function installIptables(
   await testPlans('install', plans);
   await applyPlans('install', plans, log);
   let changed = plans.some((p) => p.payload !== '');
+  // The record `tpctl status` compares the rules with; rewritten only when the rules or settings changed.
+  const digests = Object.fromEntries(rulesetDigests(rulesets));
+  const record = readIptablesRecord();
+  const same = record && record.backend === backend && JSON.stringify(record.digests) === JSON.stringify(digests) &&
+    JSON.stringify(record.settings) === JSON.stringify({ ...cfg, dryRun: false });
+  if (changed || !same) {
+    try {
+      sweepStaleIptablesRecords();
+      writeIptablesRecord(backend, cfg, digests);
+    } catch (e) {
+      // The rules are in place; only `tpctl status` loses sight of the settings (and says so).
+      log.warn(`install record: ${causeOf(e)}; tpctl status will not know these settings`);
+    }
+  }
 
   if (cfg.storeFirewalld) {
-    const path = opts.firewalldDirectPath ?? DEFAULT_FIREWALLD_DIRECT_PATH;
+    const path = opts.firewalldDirectPath ?? firewalldDirectPath();
     try {
       if (storeFirewalldDirect(path, renderFirewalldDirect(rulesets))) {
         changed = true;
@@ -271,10 +293,17 @@ function availableBackends(forced: UninstallConfig['iptablesBackend']): Backend[
   return candidates.filter((b) => findExecutable(toolName(b, 'ipv4', 'restore')) !== undefined);
 }
 
-export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Promise<EngineResult> {
+export async function uninstallIptables(cfg: UninstallConfig, log: Logger, opts: InstallOptions = {}): Promise<EngineResult> {
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
   const plans: FamilyPlan[] = [];
   const lines: string[] = [];
+  // --store-firewalld's entries go with the rules; the rest of direct.xml stays byte-identical.
+  const fwPath = opts.firewalldDirectPath ?? firewalldDirectPath();
+  let fwChanged = false;
+  if (!cfg.dryRun && removeFirewalldDirect(fwPath)) {
+    fwChanged = true;
+    lines.push(`firewalld: tpctl's entries removed from ${fwPath}`);
+  }
   for (const backend of availableBackends(cfg.iptablesBackend)) {
     for (const family of ['ipv4', 'ipv6'] as const) {
       const plan = await removalPlan(new Tables(backend, family, DEFAULT_RETRY, log));
@@ -286,9 +315,14 @@ export async function uninstallIptables(cfg: UninstallConfig, log: Logger): Prom
       if (cfg.dryRun) lines.push(...payload.trimEnd().split('\n'));
     }
   }
-  if (plans.length === 0) return { changed: false, lines: ['iptables: no tpctl rules found, nothing to remove'] };
+  if (!cfg.dryRun) sweepStaleIptablesRecords();
+  if (plans.length === 0) {
+    if (!cfg.dryRun) removeIptablesRecord();
+    return { changed: fwChanged, lines: [...lines, 'iptables: no tpctl rules found, nothing to remove'] };
+  }
   if (cfg.dryRun) return { changed: false, lines };
   await testPlans('uninstall', plans);
   await applyPlans('uninstall', plans, log);
+  removeIptablesRecord();
   return { changed: true, lines };
 }
