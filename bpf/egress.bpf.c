@@ -184,7 +184,9 @@ int tp_egress(struct __sk_buff *skb)
 	uid = bpf_get_socket_uid(skb);
 	if (uid == cfg->proxy_uid || !stale_dns(skb, cfg, uid))
 		return TP_PASS;
-	return TP_DROP;
+	return TP_COUNTED(TP_STAT_DROPPED_EGRESS, TP_DROP);
 owner:
-	return bpf_get_socket_uid(skb) == cfg->proxy_uid ? TP_PASS : TP_DROP;
+	if (bpf_get_socket_uid(skb) == cfg->proxy_uid)
+		return TP_PASS;
+	return TP_COUNTED(TP_STAT_DROPPED_EGRESS, TP_DROP);
 }

@@ -32,6 +32,11 @@
  *     a loopback destination alone proves nothing (net.ipv4.conf.*.route_localnet
  *     lets remote packets reach 127.0.0.0/8).
  *
+ * Counters: every decision on a remote peer's connection (steered, excluded port,
+ * excluded source, refused for want of a listener); connections made on this host are
+ * the sock_addr programs' to count. The lookups of bpf_sk*_lookup_* helpers run this
+ * program too: tc.bpf.c orders its lookups so each new SYN is counted once.
+ *
  * Context fields used exist since 5.9 (family, protocol, remote/local ip, local_port);
  * ingress_ifindex (5.17) is not needed.
  */
@@ -103,10 +108,12 @@ static __always_inline int to_listener(struct bpf_sk_lookup *ctx, int v6)
 		sk = bpf_map_lookup_elem(&tp_listener_v1, &key);
 	}
 	if (!sk)
-		return TP_SK_DROP;
+		return TP_COUNTED(TP_STAT_NO_LISTENER, TP_SK_DROP);
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	return err == 0 ? TP_SK_PASS : TP_SK_DROP;
+	if (err)
+		return TP_COUNTED(TP_STAT_NO_LISTENER, TP_SK_DROP);
+	return TP_COUNTED(TP_STAT_INBOUND, TP_SK_PASS);
 }
 
 SEC("sk_lookup")
@@ -130,11 +137,14 @@ int tp_sk_lookup(struct bpf_sk_lookup *ctx)
 		return TP_SK_PASS;
 
 	port = (__u16)ctx->local_port;
-	if (port == cfg->inbound_port || bpf_map_lookup_elem(&tp_in_port_v1, &port))
+	if (port == cfg->inbound_port)
 		return TP_SK_PASS;
+	/* before the exclusions, so that only remote peers' connections are counted */
 	if (v6 ? local_origin6(ctx, cfg) : local_origin4(ctx, cfg))
 		return TP_SK_PASS;
+	if (bpf_map_lookup_elem(&tp_in_port_v1, &port))
+		return TP_COUNTED(TP_STAT_EXCL_IN_PORT, TP_SK_PASS);
 	if (source_excluded(ctx, v6))
-		return TP_SK_PASS;
+		return TP_COUNTED(TP_STAT_EXCL_IN_ADDR, TP_SK_PASS);
 	return to_listener(ctx, v6);
 }

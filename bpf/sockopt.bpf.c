@@ -192,7 +192,7 @@ int tp_setsockopt(struct bpf_sockopt *ctx)
 
 	if (cfg && cfg->flags != 0 && route_option(ctx) &&
 	    (__u32)bpf_get_current_uid_gid() != cfg->proxy_uid)
-		return TP_REFUSE;
+		return TP_COUNTED(TP_STAT_REFUSED_SOCKOPT, TP_REFUSE);
 	if (ctx->optlen > TP_SOCKOPT_PAGE)
 		ctx->optlen = 0;
 	return TP_ALLOW;

@@ -18,6 +18,10 @@
  * (sk_lookup.bpf.c) sees them after reassembly and steers them, or refuses them when no
  * listener exists. This program is the fast path for the plain case.
  *
+ * Counters: none here. Every new SYN meets the sk_lookup program exactly once (in this
+ * program's own-tuple lookup, or in the stack's lookup when this program passes it),
+ * and sk_lookup counts the decision: steered, excluded port or source, refused.
+ *
  * The program never drops. A steered SYN ends classification with TC_ACT_OK (the
  * socket assignment is final); every other packet returns TC_ACT_UNSPEC so filters
  * behind ours on the same clsact hook (other tools' programs) still see it.
@@ -42,7 +46,7 @@ static __always_inline int port_captured(const struct tp_config *cfg, __be16 dpo
 	if (port == cfg->inbound_port)
 		return 0; /* addressed to the proxy itself */
 	if (bpf_map_lookup_elem(&tp_in_port_v1, &port))
-		return TP_COUNTED(TP_STAT_EXCL_IN_PORT, 0);
+		return 0;
 	return 1;
 }
 
@@ -53,34 +57,42 @@ static __always_inline int is_new_connection(const struct tcphdr *th)
 }
 
 /*
- * First, the packet's own tuple: if a socket other than a listener already owns it
- * (established, a pending request socket from an earlier SYN, TIME_WAIT) the normal
- * path must handle it — re-steering a retransmitted SYN would create a second request
- * socket for the same tuple. Then the proxy's listener at (dst, inbound_port); only a
- * LISTEN socket is a valid target for bpf_sk_assign here. Every reference taken is
- * released.
+ * First the proxy's listener at (dst, inbound_port): no listener, nothing to do (and
+ * the SYN goes on to the normal lookup, where sk_lookup refuses it). Then the packet's
+ * own tuple: if a socket other than a listener already owns it (established, a pending
+ * request socket from an earlier SYN, TIME_WAIT) the normal path must handle it —
+ * re-steering a retransmitted SYN would create a second request socket for the same
+ * tuple. Only a LISTEN socket is a valid target for bpf_sk_assign here. Every
+ * reference taken is released.
+ *
+ * The helpers' lookups run the sk_lookup program like the stack's own lookup does: the
+ * own-tuple lookup of a new SYN is where sk_lookup counts it (as steered). This order
+ * keeps that to one count per SYN: with no listener only the stack's lookup reaches
+ * sk_lookup, and a lookup for the inbound port itself is never counted there.
  */
 static __always_inline int steer(struct __sk_buff *skb, struct bpf_sock_tuple *t,
 				  __u32 tuple_len, __be16 *dport, __u16 inbound_port)
 {
-	struct bpf_sock *sk;
+	struct bpf_sock *listener, *sk;
+	__be16 orig = *dport;
 	int owned, assigned;
 
+	*dport = bpf_htons(inbound_port);
+	listener = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!listener)
+		return 0;
+	*dport = orig;
 	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
 		owned = sk->state != BPF_TCP_LISTEN;
 		bpf_sk_release(sk);
-		if (owned)
+		if (owned) {
+			bpf_sk_release(listener);
 			return 0;
+		}
 	}
-
-	*dport = bpf_htons(inbound_port);
-	sk = bpf_skc_lookup_tcp(skb, t, tuple_len, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return TP_COUNTED(TP_STAT_NO_LISTENER, 0);
-	assigned = sk->state == BPF_TCP_LISTEN && bpf_sk_assign(skb, sk, 0) == 0;
-	bpf_sk_release(sk);
-	TP_COUNT(assigned ? TP_STAT_INBOUND : TP_STAT_NO_LISTENER);
+	assigned = listener->state == BPF_TCP_LISTEN && bpf_sk_assign(skb, listener, 0) == 0;
+	bpf_sk_release(listener);
 	return assigned;
 }
 
@@ -108,7 +120,7 @@ static __always_inline int steer4(struct __sk_buff *skb, const struct tp_config 
 	src.prefixlen = 32;
 	src.addr = ip.saddr;
 	if (bpf_map_lookup_elem(&tp_in_cidr4_v1, &src))
-		return TP_COUNTED(TP_STAT_EXCL_IN_ADDR, 0);
+		return 0;
 
 	t.ipv4.saddr = ip.saddr;
 	t.ipv4.daddr = ip.daddr;
@@ -141,7 +153,7 @@ static __always_inline int steer6(struct __sk_buff *skb, const struct tp_config 
 	src.prefixlen = 128;
 	tp_ip6_copy(src.addr, saddr);
 	if (bpf_map_lookup_elem(&tp_in_cidr6_v1, &src))
-		return TP_COUNTED(TP_STAT_EXCL_IN_ADDR, 0);
+		return 0;
 
 	tp_ip6_copy(t.ipv6.saddr, saddr);
 	tp_ip6_copy(t.ipv6.daddr, daddr);

@@ -28,7 +28,9 @@ export const DECISIONS = {
   inbound_excluded_address: 'inbound connections left alone: excluded source address',
   excluded_uid: 'connections and queries left alone: per-uid exclusion',
   proxy_passthrough: "the proxy's own traffic let through",
-  no_listener: 'inbound connections to redirect that found no proxy listener (they reached the app port)',
+  no_listener: 'inbound connections to redirect that found no proxy listener (eBPF: refused, the client gets a reset)',
+  refused_sockopt: 'socket options refused (EPERM): a routing header or IPv4 source route set by a process other than the proxy',
+  refused_egress: 'packets dropped on their way out: source-routed or with a routing header, sent to loopback through another interface, or DNS on a socket connected before the install',
 } as const;
 export type Decision = keyof typeof DECISIONS;
 export type Counters = Partial<Record<Decision, number>>;

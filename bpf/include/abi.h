@@ -40,7 +40,7 @@
 /* Index into tp_stats_v1 (per-CPU __u64 counters, one per decision; `tpctl status`
  * sums them). New decisions take the next free index below TP_STAT_MAX. */
 #define TP_STAT_OUTBOUND       0 /* TCP connect sent to the outbound listener */
-#define TP_STAT_INBOUND        1 /* inbound SYN steered, or the proxy's local connect sent to the inbound listener */
+#define TP_STAT_INBOUND        1 /* inbound SYN steered (tc or sk_lookup), or the proxy's local connect sent to the inbound listener */
 #define TP_STAT_DNS            2 /* DNS (UDP datagram / connect, TCP connect) sent to the DNS listener */
 #define TP_STAT_EXCL_OUT_PORT  3 /* outbound TCP left alone: excluded port */
 #define TP_STAT_EXCL_IN_PORT   4 /* inbound SYN left alone: excluded port */
@@ -48,7 +48,9 @@
 #define TP_STAT_EXCL_IN_ADDR   6 /* inbound SYN left alone: excluded source */
 #define TP_STAT_EXCL_UID       7 /* left alone: per-uid exclusion */
 #define TP_STAT_PROXY          8 /* the proxy's own traffic let through */
-#define TP_STAT_NO_LISTENER    9 /* inbound SYN to steer, but no proxy listener: it reached the app port */
+#define TP_STAT_NO_LISTENER    9 /* inbound SYN to steer, but no proxy listener: refused by sk_lookup */
+#define TP_STAT_REFUSED_SOCKOPT 10 /* setsockopt of a routing header / source route refused (EPERM) */
+#define TP_STAT_DROPPED_EGRESS 11 /* packet dropped at cgroup egress: source-routed, routed around, stale DNS */
 #define TP_STAT_MAX           16
 
 /* Value of the single-entry array map tp_cfg_v1 (key 0). */

@@ -24,6 +24,7 @@ import {
   describeEbpfPlan,
   configHash,
   sameAttachment,
+  specNetnsCookie,
   type AttachTarget,
   type EbpfSpec,
 } from './spec.js';
@@ -33,7 +34,7 @@ import { registerListeners } from './listeners.js';
 import { netnsCookie } from '../host/libc.js';
 import { currentNetns, attachCgroupProgram, attachNetnsProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
 import { tcHookDestroy } from './libbpf.js';
-import { attachmentFindings, mapFindings } from './status.js';
+import { attachmentFindings, listenerFindings, mapFindings } from './status.js';
 import { hasState, readState, removeState, statePinPath, withSettings, writeState, type EbpfState } from './state.js';
 
 export { buildEbpfSpec, describeEbpfPlan } from './spec.js';
@@ -142,7 +143,7 @@ function freshInstall(
       const pin = linkPinPath(bpffs.path, prog.name);
       attachNetnsProgram(loaded, prog, pin);
       journal.add(`attach ${prog.name}`, () => detachLink(pin));
-      links.push({ program: prog.name, pin });
+      links.push({ program: prog.name, pin, netns: currentNetns() });
       lines.push(`attached ${prog.name} to network namespace ${currentNetns()}`);
     }
     failAt('after-cgroup-attach');
@@ -168,6 +169,7 @@ function freshInstall(
       ...(tc ? { tc } : {}),
       bpffs: { mounted: bpffs.mount, createdDirs: bpffs.createDirs },
       installedAt: new Date().toISOString(),
+      netnsCookie: specNetnsCookie(spec).toString(),
     };
     writeState(withSettings(state, cfg));
     journal.add('state record', () => removeState(bpffs.path));
@@ -199,7 +201,7 @@ function updateInPlace(state: EbpfState, spec: EbpfSpec, hash: string, log: Logg
     failAt('after-cgroup-attach');
     failAt('after-tc-attach');
     // The hash covers the target: record the one it was computed for (a moved objects directory, say).
-    writeState(withSettings({ ...state, target, configHash: hash, installedAt: new Date().toISOString() }, cfg));
+    writeState(withSettings({ ...state, target, configHash: hash, installedAt: new Date().toISOString(), netnsCookie: specNetnsCookie(spec).toString() }, cfg));
     return {
       changed: true,
       lines: [`updated settings in place (${r.added} added, ${r.updated} changed, ${r.removed} removed); programs stay attached`, ...listeners],
@@ -228,7 +230,7 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
   if (existing) {
     // Drift (a detached link, a replaced program, a flushed map entry) makes a reinstall repair, not a no-op.
     const intact = stateIntact(existing) && (await attachmentFindings(existing)).length === 0;
-    if (intact && existing.configHash === hash && mapFindings(existing, spec).length === 0) {
+    if (intact && existing.configHash === hash && mapFindings(existing, spec).length === 0 && listenerFindings(existing, spec).length === 0) {
       return { changed: false, lines: ['eBPF transparent proxy already installed with these settings'] };
     }
     const programs = spec.programs.map((x) => x.name);

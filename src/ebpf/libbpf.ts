@@ -478,11 +478,28 @@ export function progIdentity(fd: number): { id: number; tag: string; name: strin
   return { id: readU32(info, 4), tag: info.subarray(8, 16).toString('hex'), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8') };
 }
 
-/** struct bpf_link_info: id@4, prog_id@8, cgroup.cgroup_id@16 (0 once detached), cgroup.attach_type@24. */
-export function cgroupLinkIdentity(fd: number): { id: number; progId: number; cgroupId: bigint; attachType: number } {
+/** enum bpf_link_type values status tells apart. */
+export const BPF_LINK_TYPE = { CGROUP: 3, NETNS: 5 } as const;
+
+/**
+ * struct bpf_link_info: type@0, id@4, prog_id@8, then a union at 16: cgroup.cgroup_id
+ * (u64, 0 once detached) and cgroup.attach_type@24, or netns.netns_ino (u32, 0 once
+ * detached or the namespace is gone) and netns.attach_type@20.
+ */
+export interface LinkIdentity {
+  type: number;
+  id: number;
+  progId: number;
+  /** cgroup links: inode of the cgroup directory. */
+  cgroupId: bigint;
+  /** netns links: inode of the network namespace (as in /proc/PID/ns/net). */
+  netnsIno: number;
+}
+
+export function linkIdentity(fd: number): LinkIdentity {
   const info = objInfo(fd);
   const cgroupId = endianness() === 'LE' ? info.readBigUInt64LE(16) : info.readBigUInt64BE(16);
-  return { id: readU32(info, 4), progId: readU32(info, 8), cgroupId, attachType: readU32(info, 24) };
+  return { type: readU32(info, 0), id: readU32(info, 4), progId: readU32(info, 8), cgroupId, netnsIno: readU32(info, 16) };
 }
 
 export function progFdById(id: number): number {

@@ -296,6 +296,12 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, n
   return { maps, programs, inbound: cfg.inbound.enabled, ipv6, warnings };
 }
 
+/** The netns cookie a spec writes to tp_netns_v1. */
+export function specNetnsCookie(spec: EbpfSpec): bigint {
+  const entry = spec.maps.find((x) => x.name === 'tp_netns_v1')?.entries[0];
+  return entry ? u64Value.decode(entry.value) : 0n;
+}
+
 /** Where things attach, once preflight has resolved the defaults. */
 export interface AttachTarget {
   bpffsPath: string;

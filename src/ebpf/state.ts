@@ -35,10 +35,13 @@ export interface EbpfState {
   target: AttachTarget;
   /** Names of the programs attached (cgroup and tc). */
   programs: string[];
-  links: Array<{ program: string; pin: string }>;
+  /** netns: set for a link on a network namespace (sk_lookup), what currentNetns() said at attach. */
+  links: Array<{ program: string; pin: string; netns?: string }>;
   tc?: TcRecord;
   bpffs: { mounted: boolean; createdDirs: string[] };
   installedAt: string;
+  /** SO_NETNS_COOKIE of the install's network namespace (decimal), written to tp_netns_v1 and hashed with it. */
+  netnsCookie?: string;
   /** The resolved settings of the install, for `tpctl status` (absent when too large for the record). */
   settings?: TransparentProxyConfig;
   tpctlVersion?: string;

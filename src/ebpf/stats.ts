@@ -25,6 +25,8 @@ export const STAT_INDEX: Record<Decision, number> = {
   excluded_uid: 7,
   proxy_passthrough: 8,
   no_listener: 9,
+  refused_sockopt: 10,
+  refused_egress: 11,
 };
 
 /** Number of possible CPUs (what per-CPU map values are sized by): `0-3,6` → 5. */

@@ -10,9 +10,12 @@ import { toConfigFile } from '../config/to-file.js';
 import type { EngineStatus, Finding, StatusEngine, StatusQuery } from '../engine.js';
 import { listInterfaces } from '../host/interfaces.js';
 import { currentNetns } from './attach.js';
-import { cgroupLinkIdentity, objGet, progFdById, progIdentity, tcQueryIngress } from './libbpf.js';
+import { BPF_LINK_TYPE, linkIdentity, mapLookup, objGet, progFdById, progIdentity, tcQueryIngress } from './libbpf.js';
 import { mapPinPath, readMapEntries } from './maps.js';
-import { buildEbpfSpec, configHash, MAP_SPECS, type EbpfSpec } from './spec.js';
+import { buildEbpfSpec, configHash, MAP_SPECS, PROGRAM_SPECS, type EbpfSpec, type Hook } from './spec.js';
+import { netnsCookie } from '../host/libc.js';
+import { findListeners, LISTENER_KEY } from './listeners.js';
+import { u32Key } from './codecs.js';
 import { hasState, readState, statePinPath, type EbpfState } from './state.js';
 import { readCounters, STATS_MAP } from './stats.js';
 import { shippedProgramTags } from './tags.js';
@@ -31,6 +34,16 @@ function tagOf(progId: number): string {
   } finally {
     closeSync(fd);
   }
+}
+
+function programHook(program: string): Hook | undefined {
+  return PROGRAM_SPECS.find((x) => x.name === program)?.hook;
+}
+
+/** `net:[4026531840]` → 4026531840. */
+function netnsIno(netns: string): number | undefined {
+  const m = /\[(\d+)\]/.exec(netns);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Links, programs, cgroup, tc filter and interface: what makes traffic reach the programs. */
@@ -64,8 +77,16 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
     }
     const fd = objGet(l.pin);
     try {
-      const link = cgroupLinkIdentity(fd);
-      if (link.cgroupId === 0n) add(`${l.program}: link ${l.pin} is detached from its cgroup`);
+      const link = linkIdentity(fd);
+      if (programHook(l.program) === 'netns') {
+        // A network namespace is named by its inode; the record keeps the one attach ran in.
+        const want = netnsIno(l.netns ?? state.tc?.netns ?? currentNetns());
+        if (link.type !== BPF_LINK_TYPE.NETNS) add(`${l.program}: ${l.pin} is not a network namespace link (link type ${link.type})`);
+        else if (link.netnsIno === 0) add(`${l.program}: link ${l.pin} is detached from its network namespace: inbound connections to other local addresses bypass the proxy`);
+        else if (want !== undefined && link.netnsIno !== want) add(`${l.program}: link ${l.pin} is attached to another network namespace (inode ${link.netnsIno}, installed in ${want})`);
+      } else if (link.type !== BPF_LINK_TYPE.CGROUP) {
+        add(`${l.program}: ${l.pin} is not a cgroup link (link type ${link.type})`);
+      } else if (link.cgroupId === 0n) add(`${l.program}: link ${l.pin} is detached from its cgroup`);
       else if (cgroupIno !== undefined && link.cgroupId !== cgroupIno) add(`${l.program}: link ${l.pin} is attached to another cgroup (id ${link.cgroupId})`);
       checkTag(l.program, link.progId);
     } finally {
@@ -90,11 +111,16 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
   return out;
 }
 
-/** The spec the record's settings give, on the host as it was at install (the hash decides IPv6). */
+/**
+ * The spec the record's settings give, on the host as it was at install: the hash
+ * decides IPv6, the record holds the netns cookie written to tp_netns_v1 (a record of
+ * an older tpctl: the cookie of the namespace status runs in).
+ */
 export function recordedSpec(state: EbpfState): EbpfSpec | undefined {
   if (!state.settings) return undefined;
+  const cookie = state.netnsCookie !== undefined ? BigInt(state.netnsCookie) : netnsCookie();
   for (const ipv6 of [true, false]) {
-    const spec = buildEbpfSpec(state.settings, ipv6);
+    const spec = buildEbpfSpec(state.settings, ipv6, cookie);
     if (configHash(spec, state.target) === state.configHash) return spec;
   }
   return undefined;
@@ -129,6 +155,34 @@ export function mapFindings(state: EbpfState, spec: EbpfSpec | undefined): Findi
   return out;
 }
 
+/**
+ * tp_listener_v1 is runtime state (sockops and install write it, the kernel drops a
+ * socket when it closes), so only one thing can be wrong with it: a proxy listens on
+ * the inbound port in this namespace but its socket is not in the map, and sk_lookup
+ * refuses every inbound connection. Checked only where install ran (/proc/self/net is
+ * this namespace's).
+ */
+export function listenerFindings(state: EbpfState, spec: EbpfSpec | undefined): Finding[] {
+  const settings = state.settings;
+  const link = state.links.find((l) => programHook(l.program) === 'netns');
+  const pin = mapPinPath(state.target.bpffsPath, 'tp_listener_v1');
+  if (!settings || !spec?.inbound || !link || (link.netns ?? currentNetns()) !== currentNetns() || !existsSync(pin)) return [];
+  const out: Finding[] = [];
+  const fd = objGet(pin);
+  try {
+    for (const l of findListeners(settings.inbound.port, settings.kumaDpUser.uid)) {
+      if (mapLookup(fd, u32Key.encode(LISTENER_KEY[l.family]), 8)) continue;
+      out.push({
+        problem: `the inbound listener on port ${settings.inbound.port} (${l.family}, uid ${l.uid}) is not registered in tp_listener_v1: sk_lookup refuses inbound connections`,
+        repair: ebpfRepair(state),
+      });
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
 function mapIsArray(name: string): boolean {
   return MAP_SPECS.find((m) => m.name === name)?.type === 2;
 }
@@ -146,7 +200,7 @@ export async function ebpfStatus(q: StatusQuery): Promise<EngineStatus | undefin
   if (!state.settings) {
     findings.push({ problem: `the state record ${statePinPath(bpffs)} holds no settings (installed by an older tpctl?): map contents cannot be checked`, repair: ebpfRepair(state) });
   }
-  findings.push(...mapFindings(state, spec));
+  findings.push(...mapFindings(state, spec), ...listenerFindings(state, spec));
   const statsPin = mapPinPath(bpffs, STATS_MAP);
   const status: EngineStatus = {
     engine: 'ebpf',

@@ -396,3 +396,16 @@ export async function engineState(engine: EngineName, sb: Sandbox): Promise<stri
   if (engine === 'nftables') return `${await nftRuleset(sb, { stateless: true })}\n${await iptablesState(sb)}`;
   return iptablesState(sb);
 }
+
+/** The mesh interface's link-local IPv6 address, once duplicate address detection is done (bounded wait). */
+export async function meshLinkLocal(sb: Sandbox): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const r = await runIn(sb, 'mesh', ['ip', '-j', '-6', 'addr', 'show', 'dev', sb.iface.mesh, 'scope', 'link']);
+    if (r.exitCode !== 0) throw new Error(`ip addr show dev ${sb.iface.mesh}: ${r.stderr.trim()}`);
+    const infos = (JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; tentative?: boolean }> }>)[0]?.addr_info ?? [];
+    const ready = infos.find((a) => !a.tentative && a.local);
+    if (ready) return ready.local;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`no usable link-local address on ${sb.iface.mesh} after 10 s`);
+}

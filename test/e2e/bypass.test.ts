@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, PORTS, PROXY_UID, REMOTE_PORTS,
-  conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, probeTcp, runCli, startProxy, uninstallFlags,
+  conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, meshLinkLocal, probeTcp, runCli, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
 import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
@@ -104,19 +104,6 @@ async function mustRunIn(sb: Sandbox, host: 'client' | 'mesh', argv: string[]): 
   const r = await runIn(sb, host, argv);
   if (r.exitCode !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
   return r.stdout;
-}
-
-/** The mesh interface's link-local address, once duplicate address detection is done (bounded wait). */
-async function meshLinkLocal(sb: Sandbox): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    const out = await mustRunIn(sb, 'mesh', ['ip', '-j', '-6', 'addr', 'show', 'dev', sb.iface.mesh, 'scope', 'link']);
-    const infos = (JSON.parse(out) as Array<{ addr_info: Array<{ local: string; tentative?: boolean }> }>)[0]?.addr_info ?? [];
-    const ready = infos.find((a) => !a.tentative && a.local);
-    if (ready) return ready.local;
-    if (i === 99) throw new Error(`no usable link-local address on ${sb.iface.mesh}: ${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('mesh link-local address still tentative after 10 s');
 }
 
 /** What the attacker needs: a second address on the mesh interface, neighbour entries for the spoofed client, the mesh MAC. */

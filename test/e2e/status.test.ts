@@ -4,13 +4,24 @@
  * settings round trip, and counters that move by exactly the connections made.
  */
 import { describe, expect, it, type TestContext } from 'vitest';
-import { APP_PORTS, APP_UID, CLIENT_HOSTS, engineState, meshIp, probeTcp, probeUdp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
+import { APP_PORTS, APP_UID, CLIENT_HOSTS, engineState, meshIp, meshLinkLocal, probeTcp, probeUdp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultProgramsSourcePath } from '../../src/config/defaults.js';
-import { runCommand, runIn } from '../../src/sandbox/sandbox.js';
+import { runCommand, runIn, spawnIn } from '../../src/sandbox/sandbox.js';
 
 const PREBUILT = defaultProgramsSourcePath();
+/** Prints the errno name of setsockopt(IPV6_RTHDR) with a type-4 routing header (segments: ::, 2001:db8::1), or "ok". */
+const RTHDR_SCRIPT = [
+  'import errno, socket, struct',
+  's = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)',
+  "hdr = struct.pack('!BBBBBBH', 0, 4, 4, 1, 1, 0, 0) + bytes(16) + socket.inet_pton(socket.AF_INET6, '2001:db8::1')",
+  'try:',
+  '    s.setsockopt(socket.IPPROTO_IPV6, 57, hdr)',
+  "    print('ok')",
+  'except OSError as e:',
+  '    print(errno.errorcode.get(e.errno, str(e.errno)))',
+].join('\n');
 import { cli, describeCli, OPERATE_ENGINES, statusFlags, useInstalled } from './operate.js';
 
 const app = { host: 'mesh' as const, uid: APP_UID };
@@ -165,6 +176,33 @@ for (const e of OPERATE_ENGINES) {
         await repair();
       });
     } else {
+      it('counters: an inbound connection steered by sk_lookup, and a refused routing header, count once each', async (t) => {
+        skip(t);
+        // The link-local address is not the instance IP: tc leaves the SYN to sk_lookup.
+        const linkLocal = await meshLinkLocal(s.sb);
+        const before = (await statusJson()).json.counters;
+        const r = await probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain);
+        expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener: 'inbound' });
+        const excluded = await probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.excluded);
+        expect(excluded.reply.via).toBe('app');
+        // setsockopt(IPV6_RTHDR) with a type-4 routing header, as an ordinary uid in the cgroup.
+        const rthdr = spawnIn(s.sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: ['/usr/bin/python3', '-c', RTHDR_SCRIPT] });
+        try {
+          rthdr.closeStdin();
+          expect(await rthdr.waitForExit(10_000), rthdr.stderr()).toBe(0);
+        } finally {
+          await rthdr.stop();
+        }
+        expect(rthdr.lines.filter(Boolean).at(-1)).toBe('EPERM');
+        const after = (await statusJson()).json.counters;
+        const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+        expect(delta('inbound_redirected'), JSON.stringify({ before, after })).toBe(1);
+        expect(delta('inbound_excluded_port')).toBe(1);
+        expect(delta('no_listener')).toBe(0);
+        expect(delta('refused_sockopt')).toBe(1);
+        expect(delta('outbound_redirected')).toBe(0);
+      });
+
       it('programs that differ from the shipped objects are drift, then repaired', async (t) => {
         skip(t);
         // Install from a copy of the objects, then "upgrade" that copy: the running programs no longer match it.
