@@ -80,8 +80,8 @@ export interface StatusQuery {
 
 /**
  * The read-only half of an engine. `status` returns undefined when the engine has
- * nothing installed; it never changes the host. An engine added later (nftables)
- * implements this and is listed in src/commands/status.ts ENGINES.
+ * nothing installed; it never changes the host. Every engine implements this and is
+ * listed in src/commands/status.ts STATUS_ENGINES.
  */
 export interface StatusEngine {
   readonly name: string;

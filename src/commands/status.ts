@@ -12,9 +12,10 @@ import { DECISIONS, type Decision, type EngineStatus, type StatusEngine, type St
 import { ebpfStatusEngine } from '../ebpf/status.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { iptablesStatusEngine } from '../iptables/status.js';
+import { nftablesStatusEngine } from '../nftables/status.js';
 
-/** Every engine status asks, in order. A new engine (nftables) adds itself here. */
-export const STATUS_ENGINES: StatusEngine[] = [ebpfStatusEngine, iptablesStatusEngine];
+/** Every engine status asks, in order. A new engine adds itself here. */
+export const STATUS_ENGINES: StatusEngine[] = [ebpfStatusEngine, nftablesStatusEngine, iptablesStatusEngine];
 
 export const STATUS_EXIT = { healthy: 0, notInstalled: 7, drift: 8 } as const;
 

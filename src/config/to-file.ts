@@ -51,6 +51,8 @@ export function toConfigFile(cfg: TransparentProxyConfig): ConfigFile {
     storeFirewalld: cfg.storeFirewalld,
     iptablesBackend: cfg.iptablesBackend,
   };
+  // iptables and ebpf follow from the keys above; nftables must be named to come back.
+  if (cfg.engine === 'nftables') file.engine = 'nftables';
   if (cfg.ebpf.enabled) {
     const ips = [cfg.ebpf.instanceIp.ipv4, cfg.ebpf.instanceIp.ipv6].filter((x): x is string => x !== undefined);
     file.ebpf = {

@@ -1,9 +1,10 @@
 /**
- * The iptables engine's install record: which backend, tpctl version, when, and the
- * resolved settings, so `tpctl status` can compare the rules with what these
- * settings give. iptables has no place for it (comments hold 256 characters), so it
- * is a file under /run/tpctl, one per network namespace (rules are per namespace),
- * readable by root only. /run is emptied at boot, exactly when the rules go too.
+ * The install record of the rule-based engines (iptables, nftables): which backend,
+ * tpctl version, when, and the resolved settings, so `tpctl status` can compare the
+ * rules with what these settings give. Neither has a place for it (comments hold 256
+ * and 128 characters), so it is a file under /run/tpctl, one per engine and network
+ * namespace (rules are per namespace), readable by root only. /run is emptied at
+ * boot, exactly when the rules go too.
  */
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,10 +14,32 @@ import { tpctlVersion } from '../version.js';
 
 export const RUN_DIR = '/run/tpctl';
 
+export type RecordedEngine = 'iptables' | 'nftables';
+
 /** `/run/tpctl/iptables-net-4026531840.json` for this process's network namespace. */
-export function iptablesRecordPath(runDir = RUN_DIR): string {
+export function recordPath(engine: RecordedEngine, runDir = RUN_DIR): string {
   const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/net'))?.[1] ?? 'unknown';
-  return join(runDir, `iptables-net-${ns}.json`);
+  return join(runDir, `${engine}-net-${ns}.json`);
+}
+
+export function iptablesRecordPath(runDir = RUN_DIR): string {
+  return recordPath('iptables', runDir);
+}
+
+/** Writes a record atomically (root-only file). */
+export function writeRecord(record: InstallRecord, path: string): void {
+  mkdirSync(join(path, '..'), { recursive: true, mode: 0o755 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(record, null, 1)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+export function readRecord<T extends InstallRecord>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface IptablesRecord extends InstallRecord {
@@ -33,21 +56,18 @@ export function writeIptablesRecord(backend: string, settings: TransparentProxyC
     settings: { ...settings, dryRun: false },
     digests,
   };
-  mkdirSync(join(path, '..'), { recursive: true, mode: 0o755 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(record, null, 1)}\n`, { mode: 0o600 });
-  renameSync(tmp, path);
+  writeRecord(record, path);
 }
 
 export function readIptablesRecord(path = iptablesRecordPath()): IptablesRecord | undefined {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as IptablesRecord;
-  } catch {
-    return undefined;
-  }
+  return readRecord<IptablesRecord>(path);
 }
 
 export function removeIptablesRecord(path = iptablesRecordPath()): void {
+  removeRecord(path);
+}
+
+export function removeRecord(path: string): void {
   rmSync(path, { force: true });
 }
 
@@ -82,9 +102,13 @@ function liveNetnsInodes(): Set<string> {
  * Install and uninstall call it; status stays read-only.
  */
 export function sweepStaleIptablesRecords(runDir = RUN_DIR): void {
+  sweepStaleRecords('iptables', runDir);
+}
+
+export function sweepStaleRecords(engine: RecordedEngine, runDir = RUN_DIR): void {
   let names: string[];
   try {
-    names = readdirSync(runDir).filter((n) => /^iptables-net-\d+\.json$/.test(n));
+    names = readdirSync(runDir).filter((n) => new RegExp(`^${engine}-net-\\d+\\.json$`).test(n));
   } catch {
     return;
   }

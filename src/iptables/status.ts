@@ -88,8 +88,11 @@ function countersOf(saves: FamilySave[]): Counters {
   return c;
 }
 
+/** A rule as chainFindings compares it: equal keys ⇔ same rule; the comment names it. */
+export type ComparedRule = Pick<CanonicalRule, 'key' | 'comment'>;
+
 /** Missing, extra and changed rules of one chain, by an LCS over canonical rules. */
-function chainFindings(where: string, want: CanonicalRule[], have: CanonicalRule[], haveLines: string[], repair: string): Finding[] {
+export function chainFindings(where: string, want: ComparedRule[], have: ComparedRule[], haveLines: string[], repair: string): Finding[] {
   const n = want.length;
   const m = have.length;
   const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
@@ -98,8 +101,8 @@ function chainFindings(where: string, want: CanonicalRule[], have: CanonicalRule
       lcs[i]![j] = want[i]!.key === have[j]!.key ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
     }
   }
-  const missing: CanonicalRule[] = [];
-  const extra: Array<{ rule: CanonicalRule; line: string }> = [];
+  const missing: ComparedRule[] = [];
+  const extra: Array<{ rule: ComparedRule; line: string }> = [];
   let i = 0;
   let j = 0;
   while (i < n || j < m) {

@@ -13,7 +13,9 @@
  *            else in the ruleset is read or touched.
  */
 import { configuredFamilies } from '../iptables/build.js';
-import { hostHasIpv6 } from '../iptables/backend.js';
+import { removeRecord, sweepStaleRecords, writeRecord } from '../iptables/record.js';
+import { tpctlVersion } from '../version.js';
+import { currentListings, installedFamilies, nftablesRecordPath, readNftablesRecord, type NftablesRecord } from './status.js';
 import type { IpFamily, Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';
 import { EngineError } from '../errors.js';
@@ -104,10 +106,9 @@ export async function installNftables(cfg: TransparentProxyConfig, log: Logger, 
   if (cfg.dryRun) return { changed: false, lines: renderNftablesScript(cfg, layout).trimEnd().split('\n') };
   requireCapabilities('install transparent-proxy', ['NET_ADMIN']);
   requireNft();
-  let families: IpFamily[] = configuredFamilies(cfg);
-  if (families.includes('ipv6') && !hostHasIpv6()) {
+  const families: IpFamily[] = installedFamilies(cfg);
+  if (families.length < configuredFamilies(cfg).length) {
     log.warn('ipv6: this host has no IPv6 (no address in /proc/net/if_inet6); installing IPv4 rules only');
-    families = ['ipv4'];
   }
   const rs = buildNftRuleset(cfg, families);
   const existing = await ourTables();
@@ -115,14 +116,34 @@ export async function installNftables(cfg: TransparentProxyConfig, log: Logger, 
   const what = want.map((t) => t.family);
   if (existing.length === want.length && existing.every((f) => what.includes(f))) {
     const have = await Promise.all(existing.map((f) => readTable(f)));
-    if (want.every((w) => have.some((h) => sameSummary(w, h)))) {
+    // Same chains and comments is not enough: a changed rule or set element is drift a reinstall repairs.
+    if (want.every((w) => have.some((h) => sameSummary(w, h))) && (await matchesRecord(rs, layout, existing))) {
       return { changed: false, lines: [`nftables (${tableNames(what)}): already installed, nothing changed`] };
     }
   }
   const stale = existing.filter((f) => !what.includes(f));
   await apply('install', renderInstallScript(rs, layout, stale), log);
+  sweepStaleRecords('nftables');
+  const record: NftablesRecord = {
+    engine: 'nftables',
+    tpctlVersion: tpctlVersion(),
+    installedAt: new Date().toISOString(),
+    settings: { ...cfg, dryRun: false },
+    layout,
+    digest: rulesetDigest(rs, layout),
+    tables: Object.fromEntries(await currentListings(what)),
+  };
+  writeRecord(record, nftablesRecordPath());
   const verb = existing.length > 0 ? 'replaced' : 'installed';
   return { changed: true, lines: [`nftables (${tableNames(what)}): ${verb} ${counts(rs)}`] };
+}
+
+/** The record describes this ruleset and the tables are still exactly as it listed them. */
+async function matchesRecord(rs: NftRuleset, layout: TableLayout, tables: TableFamily[]): Promise<boolean> {
+  const record = readNftablesRecord();
+  if (!record || record.layout !== layout || record.digest !== rulesetDigest(rs, layout)) return false;
+  const now = await currentListings(tables);
+  return tables.every((f) => record.tables[f] === now.get(f));
 }
 
 /** Whether any table of ours exists (an nftables install is present). */
@@ -132,10 +153,15 @@ export async function hasNftablesInstall(): Promise<TableFamily[]> {
 
 export async function uninstallNftables(cfg: Pick<UninstallConfig, 'dryRun'>, log: Logger): Promise<EngineResult> {
   const tables = await ourTables({ lenient: true });
-  if (tables.length === 0) return { changed: false, lines: ['nftables: no tpctl table found, nothing to remove'] };
+  if (!cfg.dryRun) sweepStaleRecords('nftables');
+  if (tables.length === 0) {
+    if (!cfg.dryRun) removeRecord(nftablesRecordPath());
+    return { changed: false, lines: ['nftables: no tpctl table found, nothing to remove'] };
+  }
   const script = renderRemovalScript(tables);
   if (cfg.dryRun) return { changed: false, lines: [`nftables: would remove ${tableNames(tables)}`, ...script.trimEnd().split('\n')] };
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
   await apply('uninstall', script, log);
+  removeRecord(nftablesRecordPath());
   return { changed: true, lines: [`nftables: removed ${tableNames(tables)}`] };
 }

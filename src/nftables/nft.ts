@@ -76,3 +76,13 @@ export function commandDetail(e: unknown): string {
   if (e instanceof CommandError) return e.message;
   return e instanceof Error ? e.message : String(e);
 }
+
+/** `nft -s list table F tpctl`: the table as the kernel holds it, counter values left out. */
+export async function listTableStateless(family: TableFamily): Promise<string> {
+  return (await run(requireNft(), ['-s', 'list', 'table', family, TABLE_NAME])).stdout;
+}
+
+/** `nft -j list table F tpctl`: rules with their comments and counter values. */
+export async function listTableJson(family: TableFamily): Promise<string> {
+  return (await run(requireNft(), ['-j', 'list', 'table', family, TABLE_NAME])).stdout;
+}

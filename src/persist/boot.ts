@@ -2,8 +2,8 @@
  * `install --persist`: the resolved settings as a config file and a systemd unit that
  * reapplies them at boot, enabled; `uninstall` disables and removes both.
  *
- * Ordering: an iptables install runs before network-pre.target (no interface is up
- * yet, so nothing flows unredirected); an eBPF install needs its tc interface up with
+ * Ordering: an iptables or nftables install runs before network-pre.target (no
+ * interface is up yet, so nothing flows unredirected); an eBPF install needs its tc interface up with
  * the instance IP, so it runs after network-online.target. Both run before
  * kuma-dp.service, so the proxy starts with redirection in place.
  *
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { toConfigFile } from '../config/to-file.js';
-import type { Logger, TransparentProxyConfig } from '../config/types.js';
+import { engineOf, type Logger, type TransparentProxyConfig } from '../config/types.js';
 import { CommandError, EngineError } from '../errors.js';
 import { hostPath, hostRoot } from '../host/root.js';
 
@@ -46,7 +46,7 @@ export function renderUnit(cfg: TransparentProxyConfig, configPath: string, node
   const exec = (args: string[]): string => [node, cli, ...args].map(quote).join(' ');
   const ordering = cfg.ebpf.enabled
     ? ['# eBPF: the tc program needs its interface up with the instance IP.', 'Wants=network-online.target', 'After=network-online.target local-fs.target']
-    : ['# iptables: in place before any interface comes up.', 'Wants=network-pre.target', 'Before=network-pre.target', 'After=local-fs.target'];
+    : [`# ${engineOf(cfg)}: in place before any interface comes up.`, 'Wants=network-pre.target', 'Before=network-pre.target', 'After=local-fs.target'];
   return [
     `# Written by tpctl install transparent-proxy --persist; tpctl uninstall transparent-proxy removes it.`,
     '[Unit]',

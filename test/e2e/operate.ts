@@ -1,7 +1,6 @@
 /**
- * Shared by the status / verify / persist end-to-end tests: the engine list (an
- * engine added later, e.g. nftables, adds one row), a sandbox with the cast and an
- * install, and the CLI with stdin.
+ * Shared by the status / verify / persist end-to-end tests: the engine list (one row
+ * per engine), a sandbox with the cast and an install, and the CLI with stdin.
  */
 import { afterAll, beforeAll } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -22,6 +21,7 @@ export interface OperateEngine {
 export const OPERATE_ENGINES: OperateEngine[] = [
   { engine: 'iptables-nft', tag: 'i8nft' },
   { engine: 'iptables-legacy', tag: 'i8leg' },
+  { engine: 'nftables', tag: 'i8xnf' },
   { engine: 'ebpf', tag: 'i8bpf' },
 ];
 
@@ -96,7 +96,24 @@ export async function routeTestNetIntoSandbox(sb: Sandbox): Promise<void> {
 
 /** Flags that make status look where this engine's install is. */
 export function statusFlags(engine: EngineName, sb: Sandbox): string[] {
-  return engine === 'ebpf' ? ['--ebpf-bpffs-path', sb.bpffsPath] : ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
+  if (engine === 'ebpf') return ['--ebpf-bpffs-path', sb.bpffsPath];
+  if (engine === 'nftables') return [];
+  return ['--iptables-backend', engine === 'iptables-nft' ? 'nft' : 'legacy'];
+}
+
+/** The engine name status reports for a test engine (iptables-nft → iptables). */
+export function statusEngineName(engine: EngineName): string {
+  return engine.startsWith('iptables') ? 'iptables' : engine;
 }
 
 export { describeCli };
+
+/** Handle of our rule with this comment in `inet tpctl` CHAIN (`nft -a` prints handles). */
+export async function nftRuleHandle(sb: Sandbox, chain: string, comment: string): Promise<string> {
+  const r = await runIn(sb, 'mesh', ['nft', '-a', 'list', 'chain', 'inet', 'tpctl', chain]);
+  if (r.exitCode !== 0) throw new Error(`nft list chain inet tpctl ${chain}: ${r.stderr.trim()}`);
+  const line = r.stdout.split('\n').find((l) => l.includes(`comment "${comment}"`));
+  const handle = line && /# handle (\d+)/.exec(line)?.[1];
+  if (!handle) throw new Error(`no rule "${comment}" in inet tpctl ${chain}:\n${r.stdout}`);
+  return handle;
+}

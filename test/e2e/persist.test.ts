@@ -39,7 +39,7 @@ for (const e of OPERATE_ENGINES) {
     const env = (): Record<string, string> => ({ TPCTL_ROOT: root() });
 
     it("the unit's ExecStop and ExecStart remove and reapply redirection; uninstall removes the persistence", async (t: TestContext) => {
-      const iptables = e.engine !== 'ebpf';
+      const iptables = e.engine.startsWith('iptables');
       if (iptables) {
         mkdirSync(join(root(), 'etc/firewalld'), { recursive: true });
         writeFileSync(join(root(), 'etc/firewalld/direct.xml'), FOREIGN_DIRECT);
@@ -66,7 +66,7 @@ for (const e of OPERATE_ENGINES) {
       const st = await cli(s.sb, ['status', 'transparent-proxy', ...statusFlags(e.engine, s.sb)]);
       expect(st.exitCode, describeCli(st)).toBe(0);
 
-      const un = await cli(s.sb, ['uninstall', 'transparent-proxy', ...(iptables ? [] : ['--ebpf-bpffs-path', s.sb.bpffsPath])], undefined, env());
+      const un = await cli(s.sb, ['uninstall', 'transparent-proxy', ...(e.engine === 'ebpf' ? ['--ebpf-bpffs-path', s.sb.bpffsPath] : [])], undefined, env());
       expect(un.exitCode, describeCli(un)).toBe(0);
       expect(un.stdout).toMatch(/boot persistence removed: tpctl-transparent-proxy\.service disabled/);
       expect(existsSync(join(root(), UNIT))).toBe(false);

@@ -22,7 +22,7 @@ const RTHDR_SCRIPT = [
   'except OSError as e:',
   '    print(errno.errorcode.get(e.errno, str(e.errno)))',
 ].join('\n');
-import { cli, describeCli, OPERATE_ENGINES, statusFlags, useInstalled } from './operate.js';
+import { cli, describeCli, nftRuleHandle, OPERATE_ENGINES, statusEngineName, statusFlags, useInstalled } from './operate.js';
 
 const app = { host: 'mesh' as const, uid: APP_UID };
 const client = { host: 'client' as const };
@@ -78,8 +78,8 @@ for (const e of OPERATE_ENGINES) {
       const { exit, json } = await statusJson();
       expect(json.findings).toEqual([]);
       expect(exit).toBe(0);
-      expect(json).toMatchObject({ installed: true, healthy: true, engine: e.engine === 'ebpf' ? 'ebpf' : 'iptables' });
-      if (e.engine !== 'ebpf') expect(json.backend).toBe(e.engine === 'iptables-nft' ? 'nft' : 'legacy');
+      expect(json).toMatchObject({ installed: true, healthy: true, engine: statusEngineName(e.engine) });
+      if (e.engine.startsWith('iptables')) expect(json.backend).toBe(e.engine === 'iptables-nft' ? 'nft' : 'legacy');
       expect(json.tpctlVersion).toMatch(/^\d+\.\d+\.\d+/);
       expect(Date.now() - Date.parse(json.installedAt)).toBeLessThan(10 * 60_000);
       expect(json.settings).toMatchObject({ kumaDPUser: '5678', redirect: { outbound: { port: 15001, excludePorts: String(REMOTE_PORTS.excluded) } } });
@@ -120,22 +120,66 @@ for (const e of OPERATE_ENGINES) {
       expect(delta('inbound_excluded_port')).toBe(1);
       expect(delta('dns_redirected')).toBe(1);
       const prom = await cli(s.sb, ['status', 'transparent-proxy', '--prometheus', ...statusFlags(e.engine, s.sb)]);
-      expect(prom.stdout).toContain(`tpctl_transparent_proxy_decisions_total{engine="${e.engine === 'ebpf' ? 'ebpf' : 'iptables'}",decision="outbound_redirected"} ${after['outbound_redirected']}`);
+      expect(prom.stdout).toContain(`tpctl_transparent_proxy_decisions_total{engine="${statusEngineName(e.engine)}",decision="outbound_redirected"} ${after['outbound_redirected']}`);
     });
 
     if (e.engine !== 'ebpf') {
-      const backend = e.engine === 'iptables-nft' ? 'nft' : 'legacy';
-      const other = backend === 'nft' ? 'legacy' : 'nft';
-      const ipt = (args: string[]) => runIn(s.sb, 'mesh', [`iptables-${backend}`, '-w', '5', ...args]);
-
       it('the record is readable by root only', async (t) => {
         skip(t);
         const ns = await runIn(s.sb, 'mesh', ['readlink', '/proc/self/ns/net']);
         const inode = /\[(\d+)\]/.exec(ns.stdout)![1];
-        const st = statSync(`/run/tpctl/iptables-net-${inode}.json`);
+        const st = statSync(`/run/tpctl/${statusEngineName(e.engine)}-net-${inode}.json`);
         expect(st.mode & 0o777).toBe(0o600);
         expect(st.uid).toBe(0);
       });
+    }
+
+    if (e.engine === 'nftables') {
+      const nft = (args: string[]) => runIn(s.sb, 'mesh', ['nft', ...args]);
+      const TO_PROXY = 'tpctl/outbound: to the proxy';
+
+      it('a deleted rule is drift; reinstalling with the recorded settings repairs it', async (t) => {
+        skip(t);
+        const handle = await nftRuleHandle(s.sb, 'outbound', TO_PROXY);
+        expect((await nft(['delete', 'rule', 'inet', 'tpctl', 'outbound', 'handle', handle])).exitCode).toBe(0);
+        await expectDrift(/nftables inet tpctl outbound: rule "tpctl\/outbound: to the proxy" is missing/);
+        await repair();
+      });
+
+      it('a changed rule is drift, then repaired', async (t) => {
+        skip(t);
+        const handle = await nftRuleHandle(s.sb, 'outbound', TO_PROXY);
+        const r = await nft(['replace', 'rule', 'inet', 'tpctl', 'outbound', 'handle', handle, 'meta', 'l4proto', 'tcp', 'counter', 'redirect', 'to', ':15999', 'comment', `"${TO_PROXY}"`]);
+        expect(r.exitCode, r.stderr).toBe(0);
+        await expectDrift(/nftables inet tpctl outbound: rule "tpctl\/outbound: to the proxy" was changed, now: .*15999/);
+        await repair();
+      });
+
+      it('a foreign rule in our chain, and an element taken out of our set, are drift, then repaired', async (t) => {
+        skip(t);
+        expect((await nft(['insert', 'rule', 'inet', 'tpctl', 'outbound', 'ip', 'daddr', '192.0.2.99', 'return'])).exitCode).toBe(0);
+        const del = await nft(['delete', 'element', 'inet', 'tpctl', 'outbound_excluded_ports', `{ ${REMOTE_PORTS.excluded} }`]);
+        expect(del.exitCode, del.stderr).toBe(0);
+        await expectDrift(/nftables inet tpctl outbound: unexpected rule: ip daddr 192\.0\.2\.99 return/);
+        await expectDrift(/nftables inet tpctl: set outbound_excluded_ports was changed/);
+        await repair();
+      });
+
+      it('a deleted chain, and our whole table deleted, are drift, then repaired', async (t) => {
+        skip(t);
+        expect((await nft(['flush', 'chain', 'inet', 'tpctl', 'nat_output'])).exitCode).toBe(0);
+        expect((await nft(['delete', 'chain', 'inet', 'tpctl', 'nat_output'])).exitCode).toBe(0);
+        await expectDrift(/nftables inet tpctl nat_output: chain is missing/);
+        await repair();
+        expect((await nft(['delete', 'table', 'inet', 'tpctl'])).exitCode).toBe(0);
+        await expectDrift(/nftables inet tpctl: the table is gone: nothing is redirected/);
+        await repair();
+      });
+    } else if (e.engine !== 'ebpf') {
+      const backend = e.engine === 'iptables-nft' ? 'nft' : 'legacy';
+      const other = backend === 'nft' ? 'legacy' : 'nft';
+      const ipt = (args: string[]) => runIn(s.sb, 'mesh', [`iptables-${backend}`, '-w', '5', ...args]);
+
 
       it('NAT rules of the other backend are reported as a conflict', async (t) => {
         skip(t);

@@ -34,7 +34,10 @@ for (const e of OPERATE_ENGINES) {
       const broken =
         e.engine === 'ebpf'
           ? await runIn(s.sb, 'mesh', ['bpftool', 'link', 'detach', 'pinned', `${s.sb.bpffsPath}/links/tp_connect4`])
-          : await runIn(s.sb, 'mesh', [`iptables-${e.engine === 'iptables-nft' ? 'nft' : 'legacy'}`, '-w', '5', '-t', 'nat', '-D', 'TPCTL_OUTBOUND_REDIRECT', '1']);
+          : e.engine === 'nftables'
+            ? // one table holds both families: take IPv4 TEST-NET out of the outbound chain only
+              await runIn(s.sb, 'mesh', ['nft', 'insert', 'rule', 'inet', 'tpctl', 'outbound', 'ip', 'daddr', '192.0.2.0/24', 'return'])
+            : await runIn(s.sb, 'mesh', [`iptables-${e.engine === 'iptables-nft' ? 'nft' : 'legacy'}`, '-w', '5', '-t', 'nat', '-D', 'TPCTL_OUTBOUND_REDIRECT', '1']);
       expect(broken.exitCode, broken.stderr).toBe(0);
       const r = await verify();
       expect(r.exitCode, describeCli(r)).toBe(9);
