@@ -15,8 +15,8 @@ import { iptablesRecordPath, readIptablesRecord, type IptablesRecord } from './r
 import { rulesetDigest, targetFromRuleset, type TargetTable } from './render.js';
 import { ownedState, parseSave, type OwnedTable } from './save.js';
 
-/** The decision each of tpctl's rule comments counts (rules not listed count nothing). */
-const COUNTED: Record<string, Decision> = {
+/** The decision each of tpctl's rule comments counts (rules not listed count nothing); nftables reuses it. */
+export const COUNTED: Record<string, Decision> = {
   'outbound: redirect': 'outbound_redirected',
   'inbound: redirect': 'inbound_redirected',
   'vnet: outbound to the proxy': 'outbound_redirected',

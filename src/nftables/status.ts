@@ -12,7 +12,7 @@ import type { Counters, Decision, EngineStatus, Finding, InstallRecord, StatusEn
 import { hostHasIpv6 } from '../iptables/backend.js';
 import { configuredFamilies } from '../iptables/build.js';
 import { readRecord, recordPath } from '../iptables/record.js';
-import { chainFindings } from '../iptables/status.js';
+import { chainFindings, COUNTED as IPTABLES_COUNTED } from '../iptables/status.js';
 import { buildNftRuleset } from './build.js';
 import { listedComment, parseListing, type ListedTable } from './listing.js';
 import { COMMENT_PREFIX, TABLE_NAME, type TableFamily, type TableLayout } from './model.js';
@@ -95,25 +95,15 @@ export function nftDriftFindings(record: NftablesRecord, have: Map<TableFamily, 
   return out;
 }
 
-/** The decision each rule comment counts (jumps count nothing: the rules they lead to do). */
+/**
+ * The decision each rule comment counts: the iptables engine's comments, plus the
+ * nftables names of its redirect rules (jumps count nothing: the rules they lead to do).
+ */
 const COUNTED: Record<string, Decision> = {
+  ...IPTABLES_COUNTED,
   'outbound: to the proxy': 'outbound_redirected',
-  'vnet: outbound to the proxy': 'outbound_redirected',
   'inbound: to the proxy': 'inbound_redirected',
   'outbound: proxy to a local address is inbound': 'inbound_redirected',
-  'dns: every query to the proxy': 'dns_redirected',
-  'dns: resolv.conf server to the proxy': 'dns_redirected',
-  'dns: every tcp query to the proxy': 'dns_redirected',
-  'dns: resolv.conf server tcp to the proxy': 'dns_redirected',
-  'vnet: dns to the proxy': 'dns_redirected',
-  'outbound: excluded port': 'outbound_excluded_port',
-  'inbound: excluded port': 'inbound_excluded_port',
-  'outbound: excluded address': 'outbound_excluded_address',
-  'inbound: excluded source': 'inbound_excluded_address',
-  'output: excluded for this uid': 'excluded_uid',
-  'outbound: proxy traffic': 'proxy_passthrough',
-  'outbound: inbound passthrough from the proxy': 'proxy_passthrough',
-  'dns: the proxy resolves upstream directly': 'proxy_passthrough',
 };
 
 interface JsonRule {

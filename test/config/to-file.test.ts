@@ -23,13 +23,22 @@ describe('toConfigFile', () => {
   it('round-trips the defaults', () => {
     const cfg = withDefaultEbpf(defaultConfig());
     const back = roundTrip(cfg);
-    expect({ ...back, kumaDpUser: { uid: back.kumaDpUser.uid } }).toEqual({ ...cfg, kumaDpUser: { uid: 5678 } });
+    // resolveConfig names the engine it chose; the fixtures leave it implied.
+    expect({ ...back, kumaDpUser: { uid: back.kumaDpUser.uid } }).toEqual({ ...cfg, engine: 'iptables', kumaDpUser: { uid: 5678 } });
   });
 
   it('round-trips every iptables setting', () => {
     const cfg = withDefaultEbpf(everyFlagConfig());
     // Flags and files give one uid range per exclusion entry; the fixture packs two in one.
     cfg.outbound.excludePortsForUids = cfg.outbound.excludePortsForUids.flatMap((ex) => ex.uids.map((u) => ({ ...ex, uids: [u] })));
+    const back = roundTrip(cfg);
+    expect({ ...back, kumaDpUser: { uid: back.kumaDpUser.uid } }).toEqual({ ...cfg, engine: 'iptables', kumaDpUser: { uid: cfg.kumaDpUser.uid } });
+  });
+
+  it('round-trips the nftables engine (it must be named: nothing else in the file implies it)', () => {
+    const cfg = withDefaultEbpf({ ...everyFlagConfig(), engine: 'nftables', storeFirewalld: false });
+    cfg.outbound.excludePortsForUids = cfg.outbound.excludePortsForUids.flatMap((ex) => ex.uids.map((u) => ({ ...ex, uids: [u] })));
+    expect(toConfigFile(cfg).engine).toBe('nftables');
     const back = roundTrip(cfg);
     expect({ ...back, kumaDpUser: { uid: back.kumaDpUser.uid } }).toEqual({ ...cfg, kumaDpUser: { uid: cfg.kumaDpUser.uid } });
   });

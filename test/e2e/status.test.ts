@@ -275,6 +275,30 @@ for (const e of OPERATE_ENGINES) {
         await repair();
       });
 
+      it('a detached sk_lookup link is drift, then repaired', async (t) => {
+        skip(t);
+        const r = await runIn(s.sb, 'mesh', ['bpftool', 'link', 'detach', 'pinned', `${s.sb.bpffsPath}/links/tp_sk_lookup`]);
+        expect(r.exitCode, r.stderr).toBe(0);
+        await expectDrift(/tp_sk_lookup: link .* is detached from its network namespace/);
+        await repair();
+      });
+
+      it("the proxy's inbound listener missing from tp_listener_v1 is drift (sk_lookup would refuse every inbound connection), then repaired", async (t) => {
+        skip(t);
+        // Keys 0 (IPv4) and 1 (IPv6): empty whichever the running proxy filled.
+        const deleted = [];
+        for (const key of ['0', '1']) {
+          const r = await runIn(s.sb, 'mesh', ['bpftool', 'map', 'delete', 'pinned', `${s.sb.bpffsPath}/tp_listener_v1`, 'key', key, '0', '0', '0']);
+          if (r.exitCode === 0) deleted.push(key);
+        }
+        expect(deleted.length).toBeGreaterThan(0);
+        await expectDrift(/the inbound listener on port 15006 \(ipv[46], uid \d+\) is not registered in tp_listener_v1/);
+        await repair();
+        // The link-local address is sk_lookup's (tc steers only the instance IP): it needs the map.
+        const r = await probeTcp(s.sb, client, `${await meshLinkLocal(s.sb)}%${s.sb.iface.client}`, APP_PORTS.plain);
+        expect(r.reply).toMatchObject({ via: 'proxy', listener: 'inbound' });
+      });
+
       it('a flushed map entry is drift, then repaired', async (t) => {
         skip(t);
         // tp_out_port_v1 key: the excluded port, host order (little endian here).
