@@ -38,8 +38,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# tsc → dist/ (the library, the tests' CLI, sandbox tools), then the bundled CLI
+# dist/tpctl.cjs that the `tpctl` bin runs (README: Start-up).
 build: deps-npm
 	npx tsc -p tsconfig.json
+	node scripts/bundle.mjs
 
 # Type-checks the tests too (tsconfig.test.json: src + test, no output).
 typecheck: deps-npm

@@ -8,8 +8,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { install, type CommandResult } from './commands/install.js';
-import { uninstall } from './commands/uninstall.js';
+import type { CommandResult } from './commands/install.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
@@ -131,14 +130,16 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   install: {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
-    run: (flags, logger, env) => install(flags as RawFlags, { logger, env }),
+    // Commands (and through them the engines) load only when one runs: --help and
+    // --version stay fast, and a dry run never loads libbpf or execa.
+    run: async (flags, logger, env) => (await import('./commands/install.js')).install(flags as RawFlags, { logger, env }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: (flags, logger, env) => uninstall(flags as RawUninstallFlags, { logger, env }),
+    run: async (flags, logger, env) => (await import('./commands/uninstall.js')).uninstall(flags as RawUninstallFlags, { logger, env }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },

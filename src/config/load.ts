@@ -3,9 +3,12 @@
  * which accepts it). `-` reads standard input, once.
  */
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError } from '../errors.js';
 import type { ConfigFileInput } from './schema.js';
+
+// The YAML parser (~20 ms to load) is required only when a config file is given.
+const parseYaml = (text: string): unknown => (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
 
 export const STDIN_SOURCE = '<stdin>';
 

@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { DEFAULTS } from '../config/defaults.js';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
@@ -53,6 +52,8 @@ export interface RunResult {
 
 /** Runs a tool; a non-zero exit becomes a CommandError carrying its stderr. */
 export async function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+  // execa (~50 ms to load) only when a command really runs, not for --version or --dry-run.
+  const { execa } = await import('execa');
   const r = await execa(cmd, args, { reject: false, input: input ?? '', stripFinalNewline: false });
   if (r.failed) {
     const detail = r.stderr || r.stdout || (r.exitCode === undefined ? String(r.message) : `exit code ${r.exitCode}`);
