@@ -6,7 +6,8 @@
  */
 import { closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { BPF_MAP_TYPE, mapDelete, mapKeys, mapLookup, mapUpdate, objGet } from './libbpf.js';
+import { LibbpfError } from '../errors.js';
+import { BPF_MAP_TYPE, mapDelete, mapInfo, mapKeys, mapLookup, mapUpdate, mapUpdateBatch, objGet } from './libbpf.js';
 import { mapSpec, type DesiredMap, type MapEntry } from './spec.js';
 
 export interface SyncResult {
@@ -34,11 +35,16 @@ function withMap<T>(bpffsPath: string, name: string, fn: (fd: number) => T): T {
   }
 }
 
+/** max_entries of each pinned map (a settings map may be bigger than the object declares). */
+export function pinnedCapacities(bpffsPath: string, names: string[]): Map<string, number> {
+  return new Map(names.map((name) => [name, withMap(bpffsPath, name, (fd) => mapInfo(fd).maxEntries)]));
+}
+
 export function readMapEntries(bpffsPath: string, name: string): MapEntry[] {
   const spec = mapSpec(name);
   return withMap(bpffsPath, name, (fd) => {
     const out: MapEntry[] = [];
-    for (const key of mapKeys(fd, spec.keySize, spec.maxEntries + 1)) {
+    for (const key of mapKeys(fd, spec.keySize, mapInfo(fd).maxEntries + 1)) {
       const value = mapLookup(fd, key, spec.valueSize);
       if (value) out.push({ key, value });
     }
@@ -46,23 +52,66 @@ export function readMapEntries(bpffsPath: string, name: string): MapEntry[] {
   });
 }
 
+/** Entries per bpf_map_update_batch call: bounds the buffers tpctl builds. */
+const BATCH = 8192;
+
+/** Out of kernel memory or map room: the error names the map and the limit. */
+function writeError(e: unknown, name: string, count: number): unknown {
+  if (!(e instanceof LibbpfError) || !['ENOMEM', 'E2BIG', 'ENOSPC'].includes(e.errnoName)) return e;
+  return new LibbpfError(e.op, e.errno, e.errnoName, `map ${name} (${count} entries)`, {
+    hint:
+      e.errnoName === 'ENOMEM'
+        ? "kernel memory for BPF maps ran out: they are charged to tpctl's memory cgroup (memory.max); raise it or exclude fewer addresses"
+        : 'the pinned map is full: uninstall and install again to recreate it at the size the settings need',
+    cause: e,
+  });
+}
+
+/**
+ * Writes entries: in batches of one syscall each where the map type supports it
+ * (hash maps), one bpf_map_update_elem each otherwise (LPM tries have no batch op).
+ */
+function writeEntries(fd: number, name: string, entries: MapEntry[]): void {
+  if (entries.length === 0) return;
+  const spec = mapSpec(name);
+  try {
+    let batched = spec.type === BPF_MAP_TYPE.HASH;
+    for (let i = 0; batched && i < entries.length; i += BATCH) {
+      const chunk = entries.slice(i, i + BATCH);
+      batched = mapUpdateBatch(fd, Buffer.concat(chunk.map((e) => e.key)), Buffer.concat(chunk.map((e) => e.value)), chunk.length);
+      if (!batched && i > 0) throw new Error(`bpf_map_update_batch on ${name} stopped working after ${i} entries`);
+    }
+    if (batched) return;
+    for (const e of entries) mapUpdate(fd, e.key, e.value);
+  } catch (e) {
+    throw writeError(e, name, entries.length);
+  }
+}
+
 function syncOne(fd: number, desired: DesiredMap, result: SyncResult): void {
   const spec = mapSpec(desired.name);
+  const capacity = mapInfo(fd).maxEntries;
   const want = new Map(desired.entries.map((e) => [e.key.toString('hex'), e]));
+  const present = new Set<string>();
   // An ARRAY always holds every index: there is nothing to delete, only to overwrite.
   if (spec.type !== BPF_MAP_TYPE.ARRAY) {
-    for (const key of mapKeys(fd, spec.keySize, spec.maxEntries + 1)) {
-      if (!want.has(key.toString('hex')) && mapDelete(fd, key)) result.removed++;
+    for (const key of mapKeys(fd, spec.keySize, capacity + 1)) {
+      const hex = key.toString('hex');
+      if (want.has(hex)) present.add(hex);
+      else if (mapDelete(fd, key)) result.removed++;
     }
   }
-  for (const e of want.values()) {
-    const current = mapLookup(fd, e.key, spec.valueSize);
+  const writes: MapEntry[] = [];
+  for (const [hex, e] of want) {
+    // Only keys already there can hold the right value; a fresh map needs no lookups.
+    const current = spec.type === BPF_MAP_TYPE.ARRAY || present.has(hex) ? mapLookup(fd, e.key, spec.valueSize) : undefined;
     if (current && current.equals(e.value)) continue;
-    mapUpdate(fd, e.key, e.value);
+    writes.push(e);
     // An ARRAY slot always exists (zeroed), so writing it counts as an update.
     if (current) result.updated++;
     else result.added++;
   }
+  writeEntries(fd, desired.name, writes);
 }
 
 export function syncMaps(bpffsPath: string, desired: DesiredMap[]): SyncResult {
