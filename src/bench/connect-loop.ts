@@ -1,11 +1,13 @@
 /**
- * One benchmark client: opens `--count` TCP connections one after another to
- * host:port, waits for the server's greeting line on each, closes it, and prints
+ * One benchmark client: opens up to `--count` TCP connections one after another to
+ * host:port (stopping early after `--seconds`, so a slow path costs a bounded time),
+ * waits for the server's greeting line on each, closes it, and prints
  * one JSON line with the latency distribution. Run inside the sandbox as the app uid
  * (so the engine under test redirects it). Bounded by --timeout per connection.
  */
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
+import { percentile } from './stats.js';
 
 interface Summary {
   count: number;
@@ -42,10 +44,6 @@ function once(host: string, port: number, timeoutMs: number): Promise<{ us: numb
   });
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -54,6 +52,7 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       count: { type: 'string', default: '1000' },
       timeout: { type: 'string', default: '3000' },
+      seconds: { type: 'string', default: '0' },
     },
     strict: true,
   });
@@ -64,7 +63,9 @@ async function main(): Promise<void> {
   let failed = 0;
   let via: string | null = null;
   const t0 = process.hrtime.bigint();
+  const stopAt = Number(values.seconds) > 0 ? t0 + BigInt(Math.round(Number(values.seconds) * 1e9)) : undefined;
   for (let i = 0; i < count; i++) {
+    if (stopAt !== undefined && process.hrtime.bigint() >= stopAt) break;
     try {
       const r = await once(host, port, Number(values.timeout));
       lat.push(r.us);
