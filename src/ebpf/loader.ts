@@ -49,8 +49,8 @@ export function mapMemoryHint(errno: string, log: string[]): string | undefined 
   const map = log.map((l) => /map '([^']+)': failed to create/.exec(l)?.[1]).find(Boolean);
   if (!map || !['ENOMEM', 'E2BIG', 'EPERM'].includes(errno)) return undefined;
   return (
-    `kernel memory for BPF map ${map} ran out: BPF maps are charged to tpctl's memory cgroup (memory.max), ` +
-    'or to RLIMIT_MEMLOCK (ulimit -l) on kernels before 5.11; raise that limit or exclude fewer addresses'
+    `the kernel could not allocate BPF map ${map}: maps are charged to tpctl's memory cgroup (memory.max), ` +
+    'or to RLIMIT_MEMLOCK (ulimit -l) before Linux 5.11; raise that limit or exclude fewer addresses'
   );
 }
 
