@@ -36,8 +36,11 @@ function once(host: string, port: number, timeoutMs: number): Promise<{ us: numb
       } catch {
         via = null;
       }
-      socket.end();
-      socket.destroy();
+      // Close with a reset: a FIN would leave the client end in TIME_WAIT, and tens of
+      // thousands of those toward one ip:port make every later connect() search for a
+      // free port — the rate would measure that search, not the path (direct and
+      // iptables keep the original 4-tuple, eBPF's differs).
+      socket.resetAndDestroy();
       resolve({ us, via });
     });
     socket.on('error', reject);
