@@ -72,7 +72,7 @@ test: deps build typecheck bpf-check
 # Only the tests that need no root (checked by running them as nobody).
 UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
 	test/host/resolvconf.test.ts test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
-	test/iptables/save.test.ts test/nftables/render.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts \
+	test/iptables/save.test.ts test/nftables/render.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts test/ebpf/map-limits.test.ts \
 	test/sandbox/harness.test.ts
 
 test-unit: build typecheck

@@ -56,6 +56,7 @@ async function main(): Promise<void> {
       count: { type: 'string', default: '1000' },
       timeout: { type: 'string', default: '3000' },
       seconds: { type: 'string', default: '0' },
+      warmup: { type: 'string', default: '0' },
     },
     strict: true,
   });
@@ -65,6 +66,9 @@ async function main(): Promise<void> {
   const lat: number[] = [];
   let failed = 0;
   let via: string | null = null;
+  // Warm-up connections (JIT, caches, the first packets through a fresh install) are not counted.
+  const warmUntil = process.hrtime.bigint() + BigInt(Math.round(Number(values.warmup) * 1e9));
+  while (process.hrtime.bigint() < warmUntil) await once(host, port, Number(values.timeout)).catch(() => undefined);
   const t0 = process.hrtime.bigint();
   const stopAt = Number(values.seconds) > 0 ? t0 + BigInt(Math.round(Number(values.seconds) * 1e9)) : undefined;
   for (let i = 0; i < count; i++) {

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
-const TIMEOUT_MS = 60_000;
+const TIMEOUT_MS = 300_000;
 const TAIL = 2000;
 
 function timed(argv: string[]): Promise<{ ms: number; code: number | null; stdout: string; stderr: string }> {

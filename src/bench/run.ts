@@ -7,10 +7,13 @@
  *                  (and uninstall) per engine with no exclusions; also the unbundled
  *                  dist/cli.js, to show what the bundle buys.
  *  2. exclusions   connection rate (sequential connects of the app to remote:8080,
+ *                  as 1 / the median connection time, which bursts of other load move
+ *                  far less than connections counted per second,
  *                  answered by the proxy) per engine at 0, 1k, 10k, 30k and 100k
  *                  excluded outbound CIDRs (+ 22,000 excluded ports at the top level),
  *                  as a ratio to the no-redirect limit (the same loop straight to the
- *                  remote server, measured next to it); install and uninstall time.
+ *                  remote server with no engine installed, measured just before and
+ *                  just after each engine's sample); install and uninstall time.
  *  3. latency      keep-alive request/response round trips through a relaying proxy
  *                  (bytes copied to the original destination) vs a direct connection.
  *
@@ -19,10 +22,12 @@
  * mount namespace with its own /run: the command alone is timed, and the host-wide
  * install lock of other tpctl runs on the machine cannot add waits.
  *
- * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (1.5),
+ * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (1, after 0.2 s of
+ * warm-up), BENCH_SETTLE_MS pause after each uninstall (1000: the kernel frees a big
+ * ruleset or map in the background, which would slow the next sample),
  * BENCH_LEVELS (0,1000,10000,30000,100000), BENCH_TOP_PORTS (22000),
  * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (15),
- * BENCH_OUT (docs: bench.json and bench.svg are written there).
+ * BENCH_ENGINES (all), BENCH_OUT (docs: bench.json and bench.svg are written there).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -52,11 +57,20 @@ interface Engine {
   uninstall(sb: Sandbox): string[];
 }
 
-const ENGINES: Engine[] = [
+const ALL_ENGINES: Engine[] = [
   { name: 'iptables', install: (sb) => engineFlags('iptables-nft', sb), uninstall: (sb) => uninstallFlags('iptables-nft', sb) },
   { name: 'ebpf', install: (sb) => engineFlags('ebpf', sb), uninstall: (sb) => uninstallFlags('ebpf', sb) },
   // nftables (issue 10) goes here: { name: 'nftables', install: …, uninstall: … }.
 ];
+
+/** BENCH_ENGINES=ebpf,iptables picks some (default: all). */
+const ENGINES: Engine[] = (() => {
+  const want = process.env.BENCH_ENGINES?.split(',').filter(Boolean);
+  if (!want) return ALL_ENGINES;
+  const unknown = want.filter((w) => !ALL_ENGINES.some((e) => e.name === w));
+  if (unknown.length) throw new Error(`BENCH_ENGINES: unknown ${unknown.join(', ')} (expected ${ALL_ENGINES.map((e) => e.name).join(', ')})`);
+  return ALL_ENGINES.filter((e) => want.includes(e.name));
+})();
 
 const DIRECT = 'direct';
 const OUTBOUND_PORT = 15001;
@@ -73,7 +87,8 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 
 const settings = {
   rounds: envNumber('BENCH_ROUNDS', 3, 1, 20),
-  seconds: envNumber('BENCH_SECONDS', 1.5, 0.2, 60),
+  seconds: envNumber('BENCH_SECONDS', 1, 0.2, 60),
+  settleMs: envNumber('BENCH_SETTLE_MS', 1000, 0, 60_000),
   levels: (process.env.BENCH_LEVELS ?? '0,1000,10000,30000,100000').split(',').map((x) => {
     const n = Number(x);
     if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error(`BENCH_LEVELS: ${x} is not a count 0-1000000`);
@@ -123,7 +138,7 @@ class Launcher {
   async time(argv: string[]): Promise<Timed> {
     const seen = this.p.lines.length;
     this.p.writeLine(JSON.stringify({ argv }));
-    return JSON.parse(await lineAfter(this.p, seen, 90_000)) as Timed;
+    return JSON.parse(await lineAfter(this.p, seen, 330_000)) as Timed;
   }
 
   /** Times a command that must succeed. */
@@ -219,36 +234,48 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelRe
   type Sample = { cps: number; ratio?: number; installMs?: number; uninstallMs?: number };
   const samples = new Map<string, Sample[]>(); // `${level}/${path}`
   const sample = async (): Promise<{ cps: number; via: string }> => {
-    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
+    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.2', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
     if (Number(r.failed) > 0) throw new Error(`connect-loop: ${String(r.failed)} connections failed`);
-    return { cps: Number(r.connPerSec), via: String(r.via) };
+    // The rate at the median connection time: a few connections stalled by other
+    // processes' bursts on a shared machine move the mean (and conn/s) far more than
+    // any engine does; the median stays put.
+    return { cps: Math.round(1e6 / Math.max(1, Number(r.p50Us))), via: String(r.via) };
+  };
+  const measureDirect = async (): Promise<number> => {
+    const s = await sample();
+    if (s.via !== 'remote') throw new Error(`direct: answered by ${s.via}, expected the remote server`);
+    return s.cps;
   };
   for (let round = 0; round < settings.rounds; round++) {
     for (const [li, level] of levels.entries()) {
+      // direct, engine, direct, engine, …, direct: each engine's ratio is to the mean of
+      // the no-redirect rates measured just before and just after it, so load that comes
+      // and goes on a shared machine moves both sides of a ratio alike.
+      const directs = [await measureDirect()];
       const got = new Map<string, Sample>();
-      for (const path of rotate(paths, round + li)) {
-        const engine = ENGINES.find((e) => e.name === path);
-        if (!engine) {
-          const s = await sample();
-          if (s.via !== 'remote') throw new Error(`direct: answered by ${s.via}, expected the remote server`);
-          got.set(path, { cps: s.cps });
-          continue;
-        }
-        const installMs = await launcher.must(`install ${path} (${level.label})`, [
+      for (const engine of rotate(ENGINES, round + li)) {
+        const installMs = await launcher.must(`install ${engine.name} (${level.label})`, [
           node, bundle, 'install', 'transparent-proxy', ...baseFlags(OUTBOUND_PORT), ...engine.install(sb), ...(level.config ? ['--config', level.config] : []),
         ]);
         let s: { cps: number; via: string };
+        let uninstallMs: number;
         try {
           s = await sample();
         } finally {
-          got.set(path, { cps: 0, installMs, uninstallMs: await launcher.must(`uninstall ${path}`, [node, bundle, 'uninstall', 'transparent-proxy', ...engine.uninstall(sb)]) });
+          uninstallMs = await launcher.must(`uninstall ${engine.name}`, [node, bundle, 'uninstall', 'transparent-proxy', ...engine.uninstall(sb)]);
+          await sleep(settings.settleMs);
         }
-        if (s.via !== 'proxy') throw new Error(`${path} (${level.label}): answered by ${s.via}, expected the proxy`);
-        got.get(path)!.cps = s.cps;
+        if (s.via !== 'proxy') throw new Error(`${engine.name} (${level.label}): answered by ${s.via}, expected the proxy`);
+        directs.push(await measureDirect());
+        const around = (directs.at(-2)! + directs.at(-1)!) / 2;
+        got.set(engine.name, { cps: s.cps, ratio: s.cps / around, installMs, uninstallMs });
       }
-      const direct = got.get(DIRECT)!.cps;
-      for (const [path, s] of got) samples.set(`${li}/${path}`, [...(samples.get(`${li}/${path}`) ?? []), { ...s, ratio: s.cps / direct }]);
-      process.stdout.write(`round ${round + 1}/${settings.rounds}, ${level.label} exclusions: ${[...got].map(([p, s]) => `${p} ${s.cps}/s`).join(', ')}\n`);
+      got.set(DIRECT, { cps: median(directs), ratio: 1 });
+      for (const [path, x] of got) samples.set(`${li}/${path}`, [...(samples.get(`${li}/${path}`) ?? []), x]);
+      process.stdout.write(
+        `round ${round + 1}/${settings.rounds}, ${level.label} exclusions: direct ${directs.join('/')}/s, ` +
+          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}\n`,
+      );
     }
   }
   return levels.map((level, li) => ({
