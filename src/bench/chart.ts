@@ -22,7 +22,7 @@ export function chartSpec(r: BenchResults): Record<string, unknown> {
   const x = { field: 'exclusions', type: 'ordinal', sort: levels, title: 'excluded outbound CIDRs', axis: { labelAngle: 0 } };
   const color = { field: 'engine', type: 'nominal', title: 'engine' };
   return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: { text: 'tpctl: make bench', subtitle: `${r.measuredAt}, medians of ${String(r.settings.rounds)} rotating rounds` },
     config: { font: 'sans-serif', view: { stroke: null } },
     vconcat: [
