@@ -17,7 +17,7 @@
  *  3. latency      keep-alive request/response round trips through a relaying proxy
  *                  (bytes copied to the original destination) vs a direct connection.
  *
- * Engines are a table (ENGINES): adding one (nftables) adds it to every part.
+ * Engines are a table (ALL_ENGINES): adding one adds it to every part.
  * Every tpctl command runs through a launcher inside the mesh host, in a private
  * mount namespace with its own /run: the command alone is timed, and the host-wide
  * install lock of other tpctl runs on the machine cannot add waits.
@@ -59,8 +59,9 @@ interface Engine {
 
 const ALL_ENGINES: Engine[] = [
   { name: 'iptables', install: (sb) => engineFlags('iptables-nft', sb), uninstall: (sb) => uninstallFlags('iptables-nft', sb) },
+  { name: 'nftables', install: (sb) => engineFlags('nftables', sb), uninstall: (sb) => uninstallFlags('nftables', sb) },
   { name: 'ebpf', install: (sb) => engineFlags('ebpf', sb), uninstall: (sb) => uninstallFlags('ebpf', sb) },
-  // nftables (issue 10) goes here: { name: 'nftables', install: …, uninstall: … }.
+  // Another engine is one more entry: every part, table and chart panel takes it.
 ];
 
 /** BENCH_ENGINES=ebpf,iptables picks some (default: all). */
