@@ -23,10 +23,10 @@
  * install lock of other tpctl runs on the machine cannot add waits.
  *
  * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (1, after 0.2 s of
- * warm-up), BENCH_SETTLE_MS pause after each uninstall (1000: the kernel frees a big
+ * warm-up), BENCH_SETTLE_MS pause after each uninstall (500: the kernel frees a big
  * ruleset or map in the background, which would slow the next sample),
  * BENCH_LEVELS (0,1000,10000,30000,100000), BENCH_TOP_PORTS (22000),
- * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (15),
+ * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (10),
  * BENCH_ENGINES (all), BENCH_OUT (docs: bench.json and bench.svg are written there).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -89,7 +89,7 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 const settings = {
   rounds: envNumber('BENCH_ROUNDS', 3, 1, 20),
   seconds: envNumber('BENCH_SECONDS', 1, 0.2, 60),
-  settleMs: envNumber('BENCH_SETTLE_MS', 1000, 0, 60_000),
+  settleMs: envNumber('BENCH_SETTLE_MS', 500, 0, 60_000),
   levels: (process.env.BENCH_LEVELS ?? '0,1000,10000,30000,100000').split(',').map((x) => {
     const n = Number(x);
     if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error(`BENCH_LEVELS: ${x} is not a count 0-1000000`);
@@ -97,7 +97,7 @@ const settings = {
   }),
   topPorts: envNumber('BENCH_TOP_PORTS', 22_000, 0, 22_000),
   requests: envNumber('BENCH_REQUESTS', 2000, 10, 1_000_000),
-  startupRuns: envNumber('BENCH_STARTUP_RUNS', 15, 1, 500),
+  startupRuns: envNumber('BENCH_STARTUP_RUNS', 10, 1, 500),
   out: resolve(process.env.BENCH_OUT ?? join(distDir, '..', 'docs')),
 };
 
