@@ -38,8 +38,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# tsc → dist/ (the library, the tests' CLI, sandbox tools), then the bundled CLI
+# dist/tpctl.cjs that the `tpctl` bin runs (README: Start-up).
 build: deps-npm
 	npx tsc -p tsconfig.json
+	node scripts/bundle.mjs
 
 # Type-checks the tests too (tsconfig.test.json: src + test, no output).
 typecheck: deps-npm
@@ -69,7 +72,7 @@ test: deps build typecheck bpf-check
 # Only the tests that need no root (checked by running them as nobody).
 UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
 	test/host/resolvconf.test.ts test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
-	test/iptables/save.test.ts test/iptables/canonical.test.ts test/iptables/firewalld.test.ts test/iptables/record.test.ts test/nftables/render.test.ts test/nftables/listing.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts \
+	test/iptables/save.test.ts test/iptables/canonical.test.ts test/iptables/firewalld.test.ts test/iptables/record.test.ts test/nftables/render.test.ts test/nftables/listing.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts test/ebpf/map-limits.test.ts \
 	test/sandbox/harness.test.ts
 
 test-unit: build typecheck

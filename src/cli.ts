@@ -8,15 +8,13 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { install, type CommandResult } from './commands/install.js';
-import { uninstall } from './commands/uninstall.js';
+import type { CommandResult } from './commands/install.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
 import { CONFIG_PATH, UNIT_NAME } from './persist/boot.js';
-import { verify, VERIFY_EXIT } from './commands/verify.js';
-import { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status, STATUS_EXIT } from './commands/status.js';
+import { STATUS_EXIT, VERIFY_EXIT } from './commands/exit-codes.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -136,14 +134,18 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
   install: {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
-    run: ({ persist, ...flags }, logger, env) => install(flags as RawFlags, { logger, env, persist: persist === true }),
+    // Commands (and through them the engines) load only when one runs: --help and
+    // --version stay fast, and a dry run never loads libbpf or execa.
+    run: async ({ persist, ...flags }, logger, env) =>
+      (await import('./commands/install.js')).install(flags as RawFlags, { logger, env, persist: persist === true }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: ({ keepPersisted, ...flags }, logger, env) => uninstall(flags as RawUninstallFlags, { logger, env, keepPersisted: keepPersisted === true }),
+    run: async ({ keepPersisted, ...flags }, logger, env) =>
+      (await import('./commands/uninstall.js')).uninstall(flags as RawUninstallFlags, { logger, env, keepPersisted: keepPersisted === true }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },
@@ -188,6 +190,7 @@ function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {
       if ([opts.json, opts.prometheus, opts.settings].filter(Boolean).length > 1) {
         throw new UsageError('status: --json, --prometheus and --settings exclude each other');
       }
+      const { renderStatusJson, renderStatusPrometheus, renderStatusSettings, renderStatusText, status } = await import('./commands/status.js');
       const report = await status(opts);
       if (opts.settings) {
         const text = renderStatusSettings(report);
@@ -209,7 +212,7 @@ function addVerifyCommand(program: Command, io: CliIo, exit: ExitHolder): void {
   )
     .addOption(new Option('--uid <uid>', 'the ordinary uid the probes run as (default: 65534, or the next uid the settings redirect)'))
     .action(async (opts: { uid?: string; ebpfBpffsPath?: string; iptablesBackend?: string }) => {
-      const r = await verify(opts);
+      const r = await (await import('./commands/verify.js')).verify(opts);
       for (const l of r.lines) io.stdout(`${l}\n`);
       exit.code = r.exitCode;
     });

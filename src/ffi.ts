@@ -8,11 +8,21 @@
  * that needs a library loads it and a missing library becomes a PreflightError
  * naming the Debian package to install.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import { PreflightError } from './errors.js';
 
-export type NativeLibrary = ReturnType<typeof koffi.load>;
-export { koffi };
+type Koffi = typeof import('koffi');
+export type NativeLibrary = ReturnType<Koffi['load']>;
+
+let koffiModule: Koffi | undefined;
+/**
+ * koffi itself (a native addon, ~10 ms to load) is required on first use, not at
+ * import: `tpctl --version`, `--dry-run` and the iptables engine never need it. The
+ * proxy keeps call sites plain (`koffi.struct(...)`); koffi's functions do not use `this`.
+ */
+export const koffi: Koffi = new Proxy({} as Koffi, {
+  get: (_target, prop) => Reflect.get((koffiModule ??= createRequire(import.meta.url)('koffi') as Koffi), prop),
+});
 
 const loaded = new Map<string, NativeLibrary>();
 

@@ -1,11 +1,13 @@
 /**
- * One benchmark client: opens `--count` TCP connections one after another to
- * host:port, waits for the server's greeting line on each, closes it, and prints
+ * One benchmark client: opens up to `--count` TCP connections one after another to
+ * host:port (stopping early after `--seconds`, so a slow path costs a bounded time),
+ * waits for the server's greeting line on each, closes it, and prints
  * one JSON line with the latency distribution. Run inside the sandbox as the app uid
  * (so the engine under test redirects it). Bounded by --timeout per connection.
  */
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
+import { percentile } from './stats.js';
 
 interface Summary {
   count: number;
@@ -34,18 +36,17 @@ function once(host: string, port: number, timeoutMs: number): Promise<{ us: numb
       } catch {
         via = null;
       }
-      socket.end();
-      socket.destroy();
+      // Close with a reset: a FIN would leave the client end in TIME_WAIT, and tens of
+      // thousands of those toward one ip:port make every later connect() search for a
+      // free port — the rate would measure that search, not the path (direct and
+      // iptables keep the original 4-tuple, eBPF's differs).
+      socket.resetAndDestroy();
       resolve({ us, via });
     });
     socket.on('error', reject);
   });
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -54,6 +55,8 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       count: { type: 'string', default: '1000' },
       timeout: { type: 'string', default: '3000' },
+      seconds: { type: 'string', default: '0' },
+      warmup: { type: 'string', default: '0' },
     },
     strict: true,
   });
@@ -63,8 +66,13 @@ async function main(): Promise<void> {
   const lat: number[] = [];
   let failed = 0;
   let via: string | null = null;
+  // Warm-up connections (JIT, caches, the first packets through a fresh install) are not counted.
+  const warmUntil = process.hrtime.bigint() + BigInt(Math.round(Number(values.warmup) * 1e9));
+  while (process.hrtime.bigint() < warmUntil) await once(host, port, Number(values.timeout)).catch(() => undefined);
   const t0 = process.hrtime.bigint();
+  const stopAt = Number(values.seconds) > 0 ? t0 + BigInt(Math.round(Number(values.seconds) * 1e9)) : undefined;
   for (let i = 0; i < count; i++) {
+    if (stopAt !== undefined && process.hrtime.bigint() >= stopAt) break;
     try {
       const r = await once(host, port, Number(values.timeout));
       lat.push(r.us);

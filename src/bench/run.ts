@@ -1,115 +1,331 @@
 /**
- * `make bench`: what redirecting through each engine costs, measured side by side in
- * one run, in a sandbox (never the root netns or cgroup).
+ * `make bench`: what each engine costs, measured side by side in one run, in a
+ * sandbox (never the root netns or cgroup). Four parts, each in rotating rounds so
+ * drift on a shared machine hits every path alike; reports are medians.
  *
- * The app (ordinary uid, in the sandbox cgroup) opens connections to remote:8080 one
- * after another and waits for the greeting line:
- *   direct     no engine installed: the remote server on the client host answers
- *   iptables   nat REDIRECT to the test proxy on 15001 (nft backend)
- *   nftables   the nftables engine's redirect to the same proxy
- *   nft-15k    the same with 15,000 excluded outbound ports (one interval set): the
- *              exclusions must not slow the redirected connections down. Besides its
- *              place in the rounds, it is measured in pairs against nftables with no
- *              exclusions, each pair back to back (the table replaced in place between
- *              the two), and the median of the pairs' ratios is reported: drift on a
- *              busy machine then cancels out within each pair.
- *   ebpf       cgroup/connect4 rewrite to the test proxy on 127.0.0.1:15001
- * The proxy answers like the remote server does (one JSON line; it also recovers
- * SO_ORIGINAL_DST), so the ratios say what transparent proxying costs an app's
- * connection setup, and how the two engines compare.
- * Rounds rotate the order of the three so drift on the machine affects each alike; the report
- * gives the median connections/s per path and the ratios between them.
+ *  1. start-up     node -e 0 vs tpctl --version, install --dry-run, and a real install
+ *                  (and uninstall) per engine with no exclusions; also the unbundled
+ *                  dist/cli.js, to show what the bundle buys.
+ *  2. exclusions   connection rate (sequential connects of the app to remote:8080,
+ *                  as 1 / the median connection time, which bursts of other load move
+ *                  far less than connections counted per second,
+ *                  answered by the proxy) per engine at 0, 1k, 10k, 30k and 100k
+ *                  excluded outbound CIDRs (+ 22,000 excluded ports at the top level),
+ *                  as a ratio to the no-redirect limit (the same loop straight to the
+ *                  remote server with no engine installed, measured just before and
+ *                  just after each engine's sample); install and uninstall time.
+ *  3. latency      keep-alive request/response round trips through a relaying proxy
+ *                  (bytes copied to the original destination) vs a direct connection.
  *
- * Env: BENCH_CONNECTIONS (per path per round, default 2000), BENCH_ROUNDS (default 3),
- * BENCH_PAIRS (nftables none/15k pairs, default 30), BENCH_PAIR_CONNECTIONS (per side of a pair, default 300).
+ * Engines are a table (ALL_ENGINES): adding one adds it to every part.
+ * Every tpctl command runs through a launcher inside the mesh host, in a private
+ * mount namespace with its own /run: the command alone is timed, and the host-wide
+ * install lock of other tpctl runs on the machine cannot add waits.
+ *
+ * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (1, after 0.2 s of
+ * warm-up), BENCH_SETTLE_MS pause after each uninstall (500: the kernel frees a big
+ * ruleset or map in the background, which would slow the next sample),
+ * BENCH_LEVELS (0,1000,10000,30000,100000), BENCH_TOP_PORTS (22000),
+ * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (10),
+ * BENCH_ENGINES (all), BENCH_OUT (docs: bench.json and bench.svg are written there).
  */
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   APP_UID,
   CLIENT_HOSTS,
   EXTRA_CLIENT_HOSTS,
-  PORTS,
+  PROXY_UID,
   REMOTE_PORTS,
-  conformanceFlags,
-  describeCli,
   distDir,
   engineFlags,
-  runCli,
   startCast,
   uninstallFlags,
-  type EngineName,
 } from '../sandbox/harness.js';
-import { createSandbox, describeSweep, spawnIn, sweepStaleSandboxes, type Sandbox } from '../sandbox/sandbox.js';
+import { createSandbox, describeSweep, spawnIn, sweepStaleSandboxes, type Sandbox, type SandboxProcess } from '../sandbox/sandbox.js';
+import { renderChart } from './chart.js';
+import { median } from './stats.js';
+import type { BenchResults, LevelResult, StartupRow } from './results.js';
+import { printReport } from './results.js';
 
-interface LoopResult {
-  count: number;
-  failed: number;
-  via: string | null;
-  connPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  error?: string;
+// ---- engines ---------------------------------------------------------------------
+
+interface Engine {
+  name: string;
+  install(sb: Sandbox): string[];
+  uninstall(sb: Sandbox): string[];
 }
 
-type PathName = 'direct' | 'iptables' | 'nftables' | 'nft-15k' | 'ebpf';
-const order: PathName[] = ['direct', 'iptables', 'nftables', 'nft-15k', 'ebpf'];
+const ALL_ENGINES: Engine[] = [
+  { name: 'iptables', install: (sb) => engineFlags('iptables-nft', sb), uninstall: (sb) => uninstallFlags('iptables-nft', sb) },
+  { name: 'nftables', install: (sb) => engineFlags('nftables', sb), uninstall: (sb) => uninstallFlags('nftables', sb) },
+  { name: 'ebpf', install: (sb) => engineFlags('ebpf', sb), uninstall: (sb) => uninstallFlags('ebpf', sb) },
+  // Another engine is one more entry: every part, table and chart panel takes it.
+];
 
-/** 15,000 single excluded ports (every other port from 20000, so none merge into a range), none of them 8080. */
-const MANY_EXCLUDED_PORTS = Array.from({ length: 15_000 }, (_, i) => 20_000 + 2 * i);
+/** BENCH_ENGINES=ebpf,iptables picks some (default: all). */
+const ENGINES: Engine[] = (() => {
+  const want = process.env.BENCH_ENGINES?.split(',').filter(Boolean);
+  if (!want) return ALL_ENGINES;
+  const unknown = want.filter((w) => !ALL_ENGINES.some((e) => e.name === w));
+  if (unknown.length) throw new Error(`BENCH_ENGINES: unknown ${unknown.join(', ')} (expected ${ALL_ENGINES.map((e) => e.name).join(', ')})`);
+  return ALL_ENGINES.filter((e) => want.includes(e.name));
+})();
 
-async function loop(sb: Sandbox, host: string, port: number, count: number): Promise<LoopResult> {
-  const p = spawnIn(sb, 'mesh', {
-    uid: APP_UID,
-    inCgroup: true,
-    argv: [process.execPath, join(distDir, 'bench', 'connect-loop.js'), '--host', host, '--port', String(port), '--count', String(count)],
-  });
+const DIRECT = 'direct';
+const OUTBOUND_PORT = 15001;
+const RELAY_PORT = 15011;
+
+// ---- settings --------------------------------------------------------------------
+
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name}=${raw}: expected a number ${min}-${max}`);
+  return n;
+}
+
+const settings = {
+  rounds: envNumber('BENCH_ROUNDS', 3, 1, 20),
+  seconds: envNumber('BENCH_SECONDS', 1, 0.2, 60),
+  settleMs: envNumber('BENCH_SETTLE_MS', 500, 0, 60_000),
+  levels: (process.env.BENCH_LEVELS ?? '0,1000,10000,30000,100000').split(',').map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error(`BENCH_LEVELS: ${x} is not a count 0-1000000`);
+    return n;
+  }),
+  topPorts: envNumber('BENCH_TOP_PORTS', 22_000, 0, 22_000),
+  requests: envNumber('BENCH_REQUESTS', 2000, 10, 1_000_000),
+  startupRuns: envNumber('BENCH_STARTUP_RUNS', 10, 1, 500),
+  out: resolve(process.env.BENCH_OUT ?? join(distDir, '..', 'docs')),
+};
+
+// ---- processes in the sandbox ----------------------------------------------------
+
+const node = process.execPath;
+const bundle = join(distDir, 'tpctl.cjs');
+const unbundled = join(distDir, 'cli.js');
+
+/** Waits for the line after the first `seen` lines of p (bounded). */
+async function lineAfter(p: SandboxProcess, seen: number, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (p.lines.length <= seen) {
+    if (Date.now() > deadline) throw new Error(`no answer within ${timeoutMs} ms; stderr: ${p.stderr().trim().slice(-300)}`);
+    await sleep(5);
+  }
+  return p.lines[seen]!;
+}
+
+interface Timed {
+  ms: number;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+class Launcher {
+  private constructor(private readonly p: SandboxProcess) {}
+
+  /** A launcher in the mesh host, in a private mount namespace whose /run is its own tmpfs. */
+  static async start(sb: Sandbox): Promise<Launcher> {
+    const p = spawnIn(sb, 'mesh', {
+      argv: ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount -t tmpfs tpbench-run /run && exec "$0" "$@"', node, join(distDir, 'bench', 'launcher.js')],
+    });
+    await p.waitForLine((l) => l.includes('"ready"'), 10_000);
+    return new Launcher(p);
+  }
+
+  async time(argv: string[]): Promise<Timed> {
+    const seen = this.p.lines.length;
+    this.p.writeLine(JSON.stringify({ argv }));
+    return JSON.parse(await lineAfter(this.p, seen, 330_000)) as Timed;
+  }
+
+  /** Times a command that must succeed. */
+  async must(what: string, argv: string[]): Promise<number> {
+    const r = await this.time(argv);
+    if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr.trim().slice(-600) || r.stdout.trim().slice(-600)}`);
+    return r.ms;
+  }
+
+  async stop(): Promise<void> {
+    this.p.closeStdin();
+    await this.p.waitForExit(5_000).catch(() => this.p.stop());
+  }
+}
+
+async function runClient(sb: Sandbox, script: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const p = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [node, join(distDir, 'bench', script), ...args] });
   p.closeStdin();
-  await p.waitForExit(count * 50 + 30_000);
-  const last = p.lines.filter(Boolean).at(-1) ?? '{}';
-  const r = JSON.parse(last) as LoopResult;
-  if (r.error) throw new Error(`bench client: ${r.error}`);
-  if (r.failed > 0) throw new Error(`bench client: ${r.failed} connections failed`);
+  await p.waitForExit(timeoutMs).catch(async (e: unknown) => {
+    await p.stop();
+    throw e;
+  });
+  const r = JSON.parse(p.lines.filter(Boolean).at(-1) ?? '{}') as Record<string, unknown>;
+  if (r.error) throw new Error(`${script}: ${String(r.error)}`);
   return r;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-};
+// ---- the parts -------------------------------------------------------------------
 
-async function withEngine<T>(sb: Sandbox, engine: EngineName, fn: () => Promise<T>, extraExcludedOutboundPorts: number[] = []): Promise<T> {
-  const flags = conformanceFlags(sb, { extraExcludedOutboundPorts });
-  const install = await runCli(sb, ['install', 'transparent-proxy', ...flags, ...engineFlags(engine, sb)]);
-  if (install.exitCode !== 0) throw new Error(`install (${engine}) failed: ${describeCli(install)}`);
-  try {
-    return await fn();
-  } finally {
-    const un = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
-    if (un.exitCode !== 0) process.stderr.write(`uninstall (${engine}) failed: ${describeCli(un)}\n`);
-  }
+/** tpctl's settings in the bench (no DNS, no exclusions unless a config file adds them). */
+function baseFlags(port: number): string[] {
+  return ['--kuma-dp-user', String(PROXY_UID), '--redirect-outbound-port', String(port)];
 }
 
-/** Alternating installs of the nftables engine with no / 15,000 excluded ports; per pair conn/s of each. */
-async function exclusionPairs(sb: Sandbox, remote: string, count: number, pairs: number): Promise<Array<{ none: LoopResult; many: LoopResult }>> {
-  const out: Array<{ none: LoopResult; many: LoopResult }> = [];
-  const measure = async (ports: number[]): Promise<LoopResult> => {
-    const flags = [...conformanceFlags(sb, { extraExcludedOutboundPorts: ports }), ...engineFlags('nftables', sb)];
-    const r = await runCli(sb, ['install', 'transparent-proxy', ...flags]);
-    if (r.exitCode !== 0) throw new Error(`install (nftables) failed: ${describeCli(r)}`);
-    const res = await loop(sb, remote, REMOTE_PORTS.plain, count);
-    if (res.via !== 'proxy') throw new Error(`nftables pairs: answered by ${res.via}, expected proxy`);
-    return res;
-  };
-  try {
-    for (let i = 0; i < pairs; i++) {
-      // Alternate which one goes first, so neither always follows the other's install.
-      if (i % 2 === 0) out.push({ none: await measure([]), many: await measure(MANY_EXCLUDED_PORTS) });
-      else out.push({ many: await measure(MANY_EXCLUDED_PORTS), none: await measure([]) });
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  const k = by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+function levelLabel(cidrs: number, ports: number): string {
+  const k = (n: number): string => (n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n));
+  return ports > 0 ? `${k(cidrs)} + ${k(ports)} ports` : k(cidrs);
+}
+
+/** N excluded /32s in 10.64.0.0/10 (never a sandbox address), and `ports` non-adjacent excluded ports from 20000. */
+function writeExclusions(sb: Sandbox, cidrs: number, ports: number): string | undefined {
+  if (cidrs === 0 && ports === 0) return undefined;
+  const ips = Array.from({ length: cidrs }, (_, i) => `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+  const excludePorts = Array.from({ length: ports }, (_, i) => 20_000 + 2 * i);
+  const path = join(sb.tmpDir, `exclusions-${cidrs}-${ports}.json`);
+  writeFileSync(path, JSON.stringify({ redirect: { outbound: { excludePortsForIPs: ips, excludePorts } } }));
+  return path;
+}
+
+async function startup(sb: Sandbox, launcher: Launcher): Promise<StartupRow[]> {
+  const dry = ['install', 'transparent-proxy', '--dry-run', ...baseFlags(OUTBOUND_PORT)];
+  const commands: Array<{ name: string; argv: string[]; after?: string[] }> = [
+    { name: 'node -e 0', argv: [node, '-e', '0'] },
+    { name: 'tpctl --version', argv: [node, bundle, '--version'] },
+    { name: 'tpctl install --dry-run', argv: [node, bundle, ...dry] },
+    { name: 'unbundled --version', argv: [node, unbundled, '--version'] },
+    { name: 'unbundled install --dry-run', argv: [node, unbundled, ...dry] },
+    ...ENGINES.map((e) => ({
+      name: `tpctl install (${e.name})`,
+      argv: [node, bundle, 'install', 'transparent-proxy', ...baseFlags(OUTBOUND_PORT), ...e.install(sb)],
+      after: [node, bundle, 'uninstall', 'transparent-proxy', ...e.uninstall(sb)],
+    })),
+  ];
+  const samples = new Map<string, number[]>(commands.map((c) => [c.name, []]));
+  const uninstallMs = new Map<string, number[]>();
+  for (let r = 0; r < settings.startupRuns; r++) {
+    for (const c of rotate(commands, r)) {
+      samples.get(c.name)!.push(await launcher.must(c.name, c.argv));
+      if (c.after) {
+        const ms = await launcher.must(`${c.name}: uninstall`, c.after);
+        uninstallMs.set(c.name, [...(uninstallMs.get(c.name) ?? []), ms]);
+      }
     }
-  } finally {
-    await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags('nftables', sb)]);
   }
-  return out;
+  const base = median(samples.get('node -e 0')!);
+  const rows: StartupRow[] = commands.map((c) => ({ name: c.name, ms: median(samples.get(c.name)!), ratio: median(samples.get(c.name)!) / base }));
+  for (const [name, ms] of uninstallMs) rows.push({ name: name.replace('install', 'uninstall'), ms: median(ms), ratio: median(ms) / base });
+  return rows;
+}
+
+async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelResult[]> {
+  const remote = sb.v4(CLIENT_HOSTS.remote);
+  const levels = settings.levels.map((cidrs, i) => {
+    const ports = i === settings.levels.length - 1 ? settings.topPorts : 0;
+    return { cidrs, ports, label: levelLabel(cidrs, ports), config: writeExclusions(sb, cidrs, ports) };
+  });
+  const paths = [DIRECT, ...ENGINES.map((e) => e.name)];
+  type Sample = { cps: number; ratio?: number; installMs?: number; uninstallMs?: number };
+  const samples = new Map<string, Sample[]>(); // `${level}/${path}`
+  const sample = async (): Promise<{ cps: number; via: string }> => {
+    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.2', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
+    if (Number(r.failed) > 0) throw new Error(`connect-loop: ${String(r.failed)} connections failed`);
+    // The rate at the median connection time: a few connections stalled by other
+    // processes' bursts on a shared machine move the mean (and conn/s) far more than
+    // any engine does; the median stays put.
+    return { cps: Math.round(1e6 / Math.max(1, Number(r.p50Us))), via: String(r.via) };
+  };
+  const measureDirect = async (): Promise<number> => {
+    const s = await sample();
+    if (s.via !== 'remote') throw new Error(`direct: answered by ${s.via}, expected the remote server`);
+    return s.cps;
+  };
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [li, level] of levels.entries()) {
+      // direct, engine, direct, engine, …, direct: each engine's ratio is to the mean of
+      // the no-redirect rates measured just before and just after it, so load that comes
+      // and goes on a shared machine moves both sides of a ratio alike.
+      const directs = [await measureDirect()];
+      const got = new Map<string, Sample>();
+      for (const engine of rotate(ENGINES, round + li)) {
+        const installMs = await launcher.must(`install ${engine.name} (${level.label})`, [
+          node, bundle, 'install', 'transparent-proxy', ...baseFlags(OUTBOUND_PORT), ...engine.install(sb), ...(level.config ? ['--config', level.config] : []),
+        ]);
+        let s: { cps: number; via: string };
+        let uninstallMs: number;
+        try {
+          s = await sample();
+        } finally {
+          uninstallMs = await launcher.must(`uninstall ${engine.name}`, [node, bundle, 'uninstall', 'transparent-proxy', ...engine.uninstall(sb)]);
+          await sleep(settings.settleMs);
+        }
+        if (s.via !== 'proxy') throw new Error(`${engine.name} (${level.label}): answered by ${s.via}, expected the proxy`);
+        directs.push(await measureDirect());
+        const around = (directs.at(-2)! + directs.at(-1)!) / 2;
+        got.set(engine.name, { cps: s.cps, ratio: s.cps / around, installMs, uninstallMs });
+      }
+      got.set(DIRECT, { cps: median(directs), ratio: 1 });
+      for (const [path, x] of got) samples.set(`${li}/${path}`, [...(samples.get(`${li}/${path}`) ?? []), x]);
+      process.stdout.write(
+        `round ${round + 1}/${settings.rounds}, ${level.label} exclusions: direct ${directs.join('/')}/s, ` +
+          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}\n`,
+      );
+    }
+  }
+  return levels.map((level, li) => ({
+    label: level.label,
+    cidrs: level.cidrs,
+    ports: level.ports,
+    engines: Object.fromEntries(
+      paths.map((path) => {
+        const xs = samples.get(`${li}/${path}`) ?? [];
+        const pick = (f: (s: Sample) => number | undefined): number | undefined => {
+          const v = xs.map(f).filter((x): x is number => x !== undefined);
+          return v.length ? median(v) : undefined;
+        };
+        return [path, { connPerSec: pick((s) => s.cps)!, ratio: pick((s) => s.ratio)!, installMs: pick((s) => s.installMs), uninstallMs: pick((s) => s.uninstallMs) }];
+      }),
+    ),
+  }));
+}
+
+async function latency(sb: Sandbox, launcher: Launcher, relay: SandboxProcess): Promise<BenchResults['latency']> {
+  const remote = sb.v4(CLIENT_HOSTS.remote);
+  const paths = [DIRECT, ...ENGINES.map((e) => e.name)];
+  const got = new Map<string, Array<{ p50: number; p99: number; rps: number }>>();
+  const relayed = (): number => relay.lines.filter((l) => l.includes('"relayed"')).length;
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const path of rotate(paths, round)) {
+      const engine = ENGINES.find((e) => e.name === path);
+      if (engine) await launcher.must(`install ${path} (relay)`, [node, bundle, 'install', 'transparent-proxy', ...baseFlags(RELAY_PORT), ...engine.install(sb)]);
+      const before = relayed();
+      let r: Record<string, unknown>;
+      try {
+        r = await runClient(sb, 'request-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--requests', String(settings.requests)], 60_000);
+      } finally {
+        if (engine) await launcher.must(`uninstall ${path}`, [node, bundle, 'uninstall', 'transparent-proxy', ...engine.uninstall(sb)]);
+      }
+      // The relay prints its line before connecting upstream, so it is there by now.
+      const through = relayed() - before;
+      if (r.via !== 'remote' || through !== (engine ? 1 : 0)) {
+        throw new Error(`latency ${path}: reply from ${String(r.via)} with ${through} relayed connections (expected the remote server, ${engine ? 'through the relay' : 'directly'})`);
+      }
+      got.set(path, [...(got.get(path) ?? []), { p50: Number(r.p50Us), p99: Number(r.p99Us), rps: Number(r.reqPerSec) }]);
+    }
+  }
+  const directP50 = median(got.get(DIRECT)!.map((x) => x.p50));
+  return paths.map((path) => {
+    const xs = got.get(path)!;
+    const p50 = median(xs.map((x) => x.p50));
+    return { path: path === DIRECT ? 'direct' : `${path} + relay`, p50Us: p50, p99Us: median(xs.map((x) => x.p99)), reqPerSec: median(xs.map((x) => x.rps)), p50Ratio: p50 / directP50 };
+  });
 }
 
 async function main(): Promise<void> {
@@ -117,71 +333,41 @@ async function main(): Promise<void> {
     process.stderr.write('error: make bench needs root: it builds a network-namespace sandbox (run: sudo make bench)\n');
     process.exit(1);
   }
-  const count = Math.min(Math.max(Number(process.env.BENCH_CONNECTIONS ?? 2000), 100), 50_000);
-  const rounds = Math.min(Math.max(Number(process.env.BENCH_ROUNDS ?? 3), 1), 10);
   for (const line of describeSweep(await sweepStaleSandboxes())) process.stderr.write(`bench: ${line}\n`);
+  const started = new Date();
   const sb = await createSandbox({ name: `tpbench-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
-  const results: Record<PathName, LoopResult[]> = { direct: [], iptables: [], nftables: [], 'nft-15k': [], ebpf: [] };
-  // Many short pairs: a stall from other work on the machine spoils a few pairs, not the median.
-  const pairCount = Math.min(Math.max(Number(process.env.BENCH_PAIRS ?? 30), 1), 100);
-  const pairConnections = Math.min(Math.max(Number(process.env.BENCH_PAIR_CONNECTIONS ?? 300), 100), 10_000);
-  let pairs: Array<{ none: LoopResult; many: LoopResult }> = [];
+  let launcher: Launcher | undefined;
+  let results: BenchResults;
   try {
     await startCast(sb);
-    const remote = sb.v4(CLIENT_HOSTS.remote);
-    const run: Record<PathName, () => Promise<LoopResult>> = {
-      direct: () => loop(sb, remote, REMOTE_PORTS.plain, count),
-      iptables: () => withEngine(sb, 'iptables-nft', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
-      nftables: () => withEngine(sb, 'nftables', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
-      'nft-15k': () => withEngine(sb, 'nftables', () => loop(sb, remote, REMOTE_PORTS.plain, count), MANY_EXCLUDED_PORTS),
-      ebpf: () => withEngine(sb, 'ebpf', () => loop(sb, remote, REMOTE_PORTS.plain, count)),
+    const relay = spawnIn(sb, 'mesh', { uid: PROXY_UID, inCgroup: true, argv: [node, join(distDir, 'bench', 'relay-proxy.js'), '--port', String(RELAY_PORT)] });
+    await relay.waitForLine((l) => l.includes('"ready"'), 10_000);
+    launcher = await Launcher.start(sb);
+    // Warm the servers (JIT, socket buffers) before anything is measured.
+    await runClient(sb, 'connect-loop.js', ['--host', sb.v4(CLIENT_HOSTS.remote), '--port', String(REMOTE_PORTS.plain), '--count', '300'], 30_000);
+    process.stdout.write('start-up…\n');
+    const startupRows = await startup(sb, launcher);
+    process.stdout.write('connection rate by exclusions…\n');
+    const levels = await connectionRates(sb, launcher);
+    process.stdout.write('request/response latency…\n');
+    const lat = await latency(sb, launcher, relay);
+    results = {
+      measuredAt: started.toISOString(),
+      durationS: Math.round((Date.now() - started.getTime()) / 1000),
+      settings: { ...settings, out: undefined, engines: ENGINES.map((e) => e.name) },
+      startup: startupRows,
+      levels,
+      latency: lat,
     };
-    // Warm both servers (JIT, socket buffers) before anything is measured.
-    await loop(sb, '127.0.0.1', PORTS.outbound, Math.min(count, 500));
-    await loop(sb, remote, REMOTE_PORTS.plain, Math.min(count, 500));
-    for (let r = 0; r < rounds; r++) {
-      // Rotate the order each round so no path always runs first or last.
-      const rotated = [...order.slice(r % order.length), ...order.slice(0, r % order.length)];
-      for (const name of rotated) results[name].push(await run[name]());
-      process.stdout.write(`round ${r + 1}/${rounds} done (${rotated.join(', ')})\n`);
-    }
-    pairs = await exclusionPairs(sb, remote, pairConnections, pairCount);
   } finally {
+    await launcher?.stop();
     await sb.destroy();
   }
-  const expectedVia: Record<PathName, string> = { direct: 'remote', iptables: 'proxy', nftables: 'proxy', 'nft-15k': 'proxy', ebpf: 'proxy' };
-  for (const name of order) {
-    const vias = new Set(results[name].map((x) => x.via));
-    if (vias.size !== 1 || !vias.has(expectedVia[name])) {
-      throw new Error(`${name}: connections were answered by ${[...vias].join(',')}, expected ${expectedVia[name]}`);
-    }
-  }
-  const cps = (n: PathName): number => median(results[n].map((x) => x.connPerSec));
-  const p50 = (n: PathName): number => median(results[n].map((x) => x.p50Us));
-  const p99 = (n: PathName): number => median(results[n].map((x) => x.p99Us));
-  process.stdout.write(`\nsequential TCP connections app → remote:8080, ${count} per path × ${rounds} rounds (medians)\n`);
-  process.stdout.write(`${'path'.padEnd(10)}${'conn/s'.padStart(10)}${'p50 µs'.padStart(10)}${'p99 µs'.padStart(10)}\n`);
-  for (const n of order) {
-    process.stdout.write(`${n.padEnd(10)}${String(cps(n)).padStart(10)}${String(p50(n)).padStart(10)}${String(p99(n)).padStart(10)}\n`);
-  }
-  const ratio = (a: PathName, b: PathName): string => (cps(a) / cps(b)).toFixed(3);
-  process.stdout.write(`\nratios (conn/s): iptables/direct ${ratio('iptables', 'direct')}  ebpf/direct ${ratio('ebpf', 'direct')}  ebpf/iptables ${ratio('ebpf', 'iptables')}\n`);
-  process.stdout.write(
-    `ratios (conn/s): nftables/direct ${ratio('nftables', 'direct')}  nftables/iptables ${ratio('nftables', 'iptables')}  ` +
-      `nft-15k/nftables ${ratio('nft-15k', 'nftables')} (15,000 excluded ports vs none, from the rounds)\n`,
-  );
-  // conn/s comes from the mean time per connection, which a busy machine's stalls dominate;
-  // the p50 latency shows what one connection typically costs.
-  const rateRatios = pairs.map((p) => p.many.connPerSec / p.none.connPerSec);
-  const p50Ratios = pairs.map((p) => p.none.p50Us / p.many.p50Us);
-  const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
-  process.stdout.write(
-    `\nnftables, 15,000 excluded ports vs none, ${pairs.length} back-to-back pairs of ${pairConnections} connections (goal ≥ 0.90):\n` +
-      `  conn/s   none ${median(pairs.map((p) => p.none.connPerSec))}, 15k ${median(pairs.map((p) => p.many.connPerSec))}; ` +
-      `median ratio 15k/none ${median(rateRatios).toFixed(3)} (pairs: ${fmt(rateRatios)})\n` +
-      `  p50 µs   none ${median(pairs.map((p) => p.none.p50Us))}, 15k ${median(pairs.map((p) => p.many.p50Us))}; ` +
-      `median rate ratio by p50 ${median(p50Ratios).toFixed(3)} (pairs: ${fmt(p50Ratios)})\n`,
-  );
+  printReport(results, (s) => process.stdout.write(s));
+  mkdirSync(settings.out, { recursive: true });
+  writeFileSync(join(settings.out, 'bench.json'), `${JSON.stringify(results, null, 1)}\n`);
+  writeFileSync(join(settings.out, 'bench.svg'), await renderChart(results));
+  process.stdout.write(`\nwrote ${join(settings.out, 'bench.json')} and ${join(settings.out, 'bench.svg')}\n`);
 }
 
 main().catch((e: unknown) => {

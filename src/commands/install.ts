@@ -3,12 +3,12 @@
  * With --dry-run it only renders what the engine would install (no root needed,
  * nothing touched).
  */
-import { describeEbpfPlan, hasEbpfInstall, installEbpf } from '../ebpf/index.js';
+import { describeEbpfPlan } from '../ebpf/spec.js';
 import type { EngineResult } from '../engine.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { withHostLock } from '../host/lock.js';
-import { backendHoldingTpctl, installIptables, renderIptablesRuleset } from '../iptables/index.js';
-import { hasNftablesInstall, installNftables, renderNftablesScript } from '../nftables/index.js';
+import { renderIptablesRuleset } from '../iptables/index.js';
+import { renderNftablesScript } from '../nftables/index.js';
 import { PreflightError } from '../errors.js';
 import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
 import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
@@ -69,6 +69,13 @@ export async function installResolved(cfg: TransparentProxyConfig, log: Logger =
   if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
   const engine = engineOf(cfg);
   requireCapabilities('install transparent-proxy', engine === 'ebpf' ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
+  // The engines load here, not at import: a dry run (and --help) never pays for
+  // libbpf, koffi or execa.
+  const [{ hasEbpfInstall, installEbpf }, { backendHoldingTpctl, installIptables }, { hasNftablesInstall, installNftables }] = await Promise.all([
+    import('../ebpf/index.js'),
+    import('../iptables/index.js'),
+    import('../nftables/index.js'),
+  ]);
   return withHostLock('install transparent-proxy', async () => {
     if (engine !== 'ebpf' && hasEbpfInstall(cfg.ebpf.bpffsPath)) {
       throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);

@@ -17,7 +17,8 @@ import { nftablesStatusEngine } from '../nftables/status.js';
 /** Every engine status asks, in order. A new engine adds itself here. */
 export const STATUS_ENGINES: StatusEngine[] = [ebpfStatusEngine, nftablesStatusEngine, iptablesStatusEngine];
 
-export const STATUS_EXIT = { healthy: 0, notInstalled: 7, drift: 8 } as const;
+export { STATUS_EXIT } from './exit-codes.js';
+import { STATUS_EXIT } from './exit-codes.js';
 
 export interface StatusFlags {
   ebpfBpffsPath?: string;

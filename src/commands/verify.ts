@@ -8,9 +8,10 @@ import { requireCapabilities } from '../host/capabilities.js';
 import { DECISIONS, type Decision } from '../engine.js';
 import { pickProbeUid, verifyTraffic } from '../verify/run.js';
 import { ConfigError } from '../errors.js';
-import { status, STATUS_ENGINES, STATUS_EXIT, type StatusFlags } from './status.js';
+import { status, STATUS_ENGINES, type StatusFlags } from './status.js';
 
-export const VERIFY_EXIT = { passed: 0, notInstalled: STATUS_EXIT.notInstalled, drift: STATUS_EXIT.drift, failed: 9 } as const;
+export { VERIFY_EXIT } from './exit-codes.js';
+import { VERIFY_EXIT } from './exit-codes.js';
 
 export interface VerifyFlags extends StatusFlags {
   uid?: string;

@@ -2,6 +2,8 @@
  * Default values, kumactl's where kumactl has one. The eBPF paths are tpctl's own:
  * its bpffs directory, and the objects shipped in this package's bpf/prebuilt.
  */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DEFAULTS = {
@@ -19,7 +21,14 @@ export const DEFAULTS = {
   sleepBetweenRetriesMs: 2000,
 } as const;
 
-/** bpf/prebuilt of this package: dist/config/defaults.js → ../../bpf/prebuilt. */
+/**
+ * bpf/prebuilt of this package: found from the nearest directory holding package.json,
+ * so it is the same from src/config/, from tsc's dist/config/ and from the bundled
+ * dist/tpctl.cjs.
+ */
 export function defaultProgramsSourcePath(): string {
-  return fileURLToPath(new URL('../../bpf/prebuilt', import.meta.url));
+  const here = dirname(fileURLToPath(import.meta.url));
+  let dir = here;
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(existsSync(join(dir, 'package.json')) ? dir : join(here, '..', '..'), 'bpf', 'prebuilt');
 }

@@ -20,6 +20,7 @@ import { listInterfaces } from '../host/interfaces.js';
 import { preflightInstall, preflightUninstall, planBpffs, type BpffsPlan } from './preflight.js';
 import {
   MAP_SPECS,
+  mapCapacities,
   buildEbpfSpec,
   describeEbpfPlan,
   configHash,
@@ -29,7 +30,7 @@ import {
   type EbpfSpec,
 } from './spec.js';
 import { openAndLoad, type LoadedObjects } from './loader.js';
-import { mapPinPath, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
+import { mapPinPath, pinnedCapacities, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
 import { registerListeners } from './listeners.js';
 import { netnsCookie } from '../host/libc.js';
 import { currentNetns, attachCgroupProgram, attachNetnsProgram, attachTc, detachLink, detachTc, linkPinPath, linksDir, tcFilterPresent, undoTcAttach } from './attach.js';
@@ -90,6 +91,14 @@ function stateIntact(state: EbpfState): boolean {
   return state.tc ? tcFilterPresent(state.tc) : true;
 }
 
+/** Pinned settings maps too small for the desired entries, as `name needs N, holds M`. */
+function outgrownMaps(bpffsPath: string, spec: EbpfSpec): string[] {
+  const pinned = pinnedCapacities(bpffsPath, spec.maps.map((m) => m.name));
+  return spec.maps
+    .filter((m) => m.entries.length > (pinned.get(m.name) ?? 0))
+    .map((m) => `${m.name} needs ${m.entries.length}, holds ${pinned.get(m.name) ?? 0}`);
+}
+
 function freshInstall(
   cfg: TransparentProxyConfig,
   target: AttachTarget,
@@ -120,7 +129,7 @@ function freshInstall(
         if (!pinsBefore.has(pin) && existsSync(pin)) unlinkSync(pin);
       }
     });
-    loaded = openAndLoad(target.programsSourcePath, bpffs.path, cfg.verbose);
+    loaded = openAndLoad(target.programsSourcePath, bpffs.path, cfg.verbose, mapCapacities(spec.maps));
     lines.push(`loaded ${spec.programs.length} programs from ${target.programsSourcePath}`);
 
     const sync = syncMaps(bpffs.path, spec.maps);
@@ -234,11 +243,18 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger): Pro
       return { changed: false, lines: ['eBPF transparent proxy already installed with these settings'] };
     }
     const programs = spec.programs.map((x) => x.name);
-    if (intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs })) {
-      return updateInPlace(existing, spec, hash, log, cfg, pre.target);
-    }
-    // Attach points changed (or the install was damaged): replace it entirely.
-    log.info(intact ? 'attach points changed: replacing the existing eBPF install' : 'existing eBPF install is incomplete: replacing it');
+    const sameAttach = intact && sameAttachment({ target: existing.target, programs: existing.programs }, { target: pre.target, programs });
+    const outgrown = sameAttach ? outgrownMaps(existing.target.bpffsPath, spec) : [];
+    if (sameAttach && outgrown.length === 0) return updateInPlace(existing, spec, hash, log, cfg, pre.target);
+    // Attach points changed, the settings need bigger maps than the pinned ones (a
+    // map's size is fixed when it is created), or the install was damaged: replace it.
+    log.info(
+      !intact
+        ? 'existing eBPF install is incomplete: replacing it'
+        : outgrown.length > 0
+          ? `the settings need bigger maps (${outgrown.join(', ')}): replacing the existing eBPF install`
+          : 'attach points changed: replacing the existing eBPF install',
+    );
     // Pins live at fixed paths, so the old install must go before the new one loads.
     const removed = await removeInstall(existing, log);
     try {

@@ -24,6 +24,8 @@ export const ENOENT = osConstants.errno.ENOENT;
 export const EEXIST = osConstants.errno.EEXIST;
 export const ENODEV = osConstants.errno.ENODEV;
 export const EINVAL = osConstants.errno.EINVAL;
+/** The kernel's internal "operation not supported" (524), which bpf(2) can leak to user space. */
+export const ENOTSUPP = 524;
 
 // ---- log capture -----------------------------------------------------------
 
@@ -125,11 +127,13 @@ export function libbpf(): Binding {
     set_print: 'void *libbpf_set_print(tp_libbpf_print_fn *fn)',
     btf_find_by_name_kind: 'int btf__find_by_name_kind(const btf *btf, const char *name, uint32_t kind)',
     btf_resolve_size: 'int64_t btf__resolve_size(const btf *btf, uint32_t type_id)',
+    find_map: 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)',
+    map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
+    map_update_batch: 'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
     // status: identities of what is attached
     obj_get_info: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
     prog_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
     map_set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
-    map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
   };
   const b: Binding = {};
   for (const [key, proto] of Object.entries(decls)) b[key] = lib.func(proto) as Fn;
@@ -255,6 +259,16 @@ export class BpfObject {
     return out;
   }
 
+  /**
+   * Sizes a map before load (bpf_map__set_max_entries): settings maps are created as
+   * big as the settings need, not as the object declares.
+   */
+  setMaxEntries(mapName: string, maxEntries: number): void {
+    const b = libbpf();
+    const m = checkPtr('bpf_object__find_map_by_name', b.find_map!(this.h, mapName), `${this.path}: ${mapName}`);
+    checkRet('bpf_map__set_max_entries', b.map_set_max_entries!(m, maxEntries), `${mapName} ${maxEntries}`);
+  }
+
   /** Size in bytes of `struct <name>` as recorded in the object's BTF; undefined if absent. */
   btfStructSize(name: string): number | undefined {
     const b = libbpf();
@@ -355,6 +369,40 @@ export function mapCreate(
 
 export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_ANY): void {
   checkRet('bpf_map_update_elem', libbpf().map_update!(fd, key, value, flags));
+}
+
+/**
+ * Writes many entries with one syscall per chunk (bpf_map_update_batch). Returns
+ * false, having written nothing, when the map type has no batch support (LPM tries
+ * on many kernels: EINVAL/ENOTSUPP), so the caller can fall back to single updates.
+ */
+export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): boolean {
+  // struct bpf_map_batch_opts (libbpf 1.1): sz@0 elem_flags@8 flags@16; sizeof 24.
+  const opts = Buffer.alloc(24);
+  writeSizeT(opts, 0, 24);
+  const n = new Uint32Array([count]);
+  const r = Number(libbpf().map_update_batch!(fd, keys, values, n, opts));
+  if (r === -EINVAL || r === -ENOTSUPP || r === -osConstants.errno.EOPNOTSUPP) {
+    if (n[0] === 0) return false;
+  }
+  checkRet('bpf_map_update_batch', r, `${n[0]} of ${count} written`);
+  return true;
+}
+
+export interface PinnedMapInfo {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
+/** What the kernel says about a map fd (struct bpf_map_info: type@0 id@4 key_size@8 value_size@12 max_entries@16 map_flags@20). */
+export function mapInfo(fd: number): PinnedMapInfo {
+  const info = Buffer.alloc(256);
+  const len = new Uint32Array([info.length]);
+  checkRet('bpf_obj_get_info_by_fd', libbpf().obj_get_info!(fd, info, len));
+  return { type: readU32(info, 0), keySize: readU32(info, 8), valueSize: readU32(info, 12), maxEntries: readU32(info, 16), flags: readU32(info, 20) };
 }
 
 /** The value for key, or undefined when absent. */

@@ -40,6 +40,20 @@ export function checkObjectContract(obj: BpfObject, file: string): void {
   }
 }
 
+/**
+ * A map the kernel would not create for lack of memory: say which limit that is.
+ * Since 5.11 BPF memory is charged to the memory cgroup of the creating process;
+ * before, to RLIMIT_MEMLOCK (EPERM).
+ */
+export function mapMemoryHint(errno: string, log: string[]): string | undefined {
+  const map = log.map((l) => /map '([^']+)': failed to create/.exec(l)?.[1]).find(Boolean);
+  if (!map || !['ENOMEM', 'E2BIG', 'EPERM'].includes(errno)) return undefined;
+  return (
+    `the kernel could not allocate BPF map ${map}: maps are charged to tpctl's memory cgroup (memory.max), ` +
+    'or to RLIMIT_MEMLOCK (ulimit -l) before Linux 5.11; raise that limit or exclude fewer addresses'
+  );
+}
+
 function loadError(e: LibbpfError, file: string, verbose: boolean): LibbpfError {
   const warn = libbpfLog(0)
     .flatMap((l) => l.text.split('\n'))
@@ -50,12 +64,17 @@ function loadError(e: LibbpfError, file: string, verbose: boolean): LibbpfError 
   const lines = verbose ? warn.slice(-60) : warn.filter((l) => l.startsWith('libbpf:')).slice(-2);
   const detail = `${file}${lines.length ? `: ${lines.join('\n')}` : ''}`;
   return new LibbpfError(e.op, e.errno, e.errnoName, detail, {
-    hint: verbose ? undefined : 'rerun with --verbose for the verifier log',
+    hint: mapMemoryHint(e.errnoName, warn) ?? (verbose ? undefined : 'rerun with --verbose for the verifier log'),
     cause: e,
   });
 }
 
-export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boolean): LoadedObjects {
+/**
+ * Opens and loads every object. `capacities` (map name → entries) sizes the settings
+ * maps before load; every object declares every map and reuses the first one's pin,
+ * so each gets the same sizes (libbpf refuses a pin whose max_entries differ).
+ */
+export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boolean, capacities?: ReadonlyMap<string, number>): LoadedObjects {
   const objects: BpfObject[] = [];
   const close = (): void => {
     for (const o of objects.splice(0)) o.close();
@@ -65,6 +84,10 @@ export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boole
       const obj = BpfObject.open(join(sourceDir, file), bpffsPath);
       objects.push(obj);
       checkObjectContract(obj, file);
+      for (const mp of obj.maps()) {
+        const want = capacities?.get(mp.name);
+        if (want !== undefined && want !== mp.maxEntries) obj.setMaxEntries(mp.name, want);
+      }
       clearLibbpfLog();
       try {
         obj.load();

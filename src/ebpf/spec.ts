@@ -71,6 +71,31 @@ export const MAP_SPECS: readonly MapSpec[] = [
   m('tp_stats_v1', BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, TP_STAT_SLOTS, 'runtime'),
 ];
 
+/**
+ * The one bound left on a settings map, for per-uid exclusions only: their uid and
+ * port ranges multiply (`1000-2000` × 65535 ports), and tpctl builds every key in
+ * memory before the kernel sees it. CIDR and port maps have no bound but kernel memory.
+ */
+export const UID_EXCLUSION_LIMIT = 1 << 24;
+
+/**
+ * The size a settings map is created with for `entries` entries: the size the object
+ * declares, doubled until the entries fit. Powers of two leave room, so a later
+ * reinstall with a few more entries still updates the pinned map in place. Runtime
+ * maps (LRU) and the config ARRAY keep the declared size.
+ */
+export function mapCapacity(spec: MapSpec, entries: number): number {
+  if (spec.role !== 'settings' || spec.type === BPF_MAP_TYPE.ARRAY) return spec.maxEntries;
+  let capacity = spec.maxEntries;
+  while (capacity < entries) capacity *= 2;
+  return capacity;
+}
+
+/** Capacity of every settings map for the desired contents (by map name). */
+export function mapCapacities(maps: readonly DesiredMap[]): Map<string, number> {
+  return new Map(maps.map((d) => [d.name, mapCapacity(mapSpec(d.name), d.entries.length)]));
+}
+
 export function mapSpec(name: string): MapSpec {
   const s = MAP_SPECS.find((x) => x.name === name);
   if (!s) throw new Error(`unknown map ${name}`);
@@ -160,7 +185,7 @@ function expandPorts(ranges: PortRange[], what: string, max: number): number[] {
   return [...ports].sort((a, b) => a - b);
 }
 
-function cidrEntries(cidrs: Cidr[], family: 'ipv4' | 'ipv6', what: string, max: number): { entries: MapEntry[]; describe: string[] } {
+function cidrEntries(cidrs: Cidr[], family: 'ipv4' | 'ipv6'): { entries: MapEntry[]; describe: string[] } {
   const seen = new Map<string, MapEntry>();
   const describe: string[] = [];
   for (const c of cidrs) {
@@ -173,7 +198,6 @@ function cidrEntries(cidrs: Cidr[], family: 'ipv4' | 'ipv6', what: string, max: 
     seen.set(hex, { key, value: ONE });
     describe.push(`${family === 'ipv4' ? ipv4Text(addr) : ipv6Text(addr)}/${c.prefixLength}`);
   }
-  if (seen.size > max) throw new ConfigError(`${what}: ${seen.size} CIDRs exceed the map capacity of ${max}`);
   return { entries: [...seen.values()], describe };
 }
 
@@ -189,8 +213,8 @@ function uidExclusions(cfg: TransparentProxyConfig, max: number): { entries: Map
     const total = keys.size + uidCount * ports.length * protos.length;
     if (total > max) {
       throw new ConfigError(
-        `--exclude-outbound-ports-for-uids: expands to ${total} (uid, protocol, port) entries, more than the eBPF map holds (${max})`,
-        { hint: 'use fewer uids or ports per entry, or the iptables engine' },
+        `--exclude-outbound-ports-for-uids: expands to ${total} (uid, protocol, port) entries, more than tpctl writes to one eBPF map (${max})`,
+        { hint: 'use fewer uids or ports per entry (a rule without ports covers every port in one entry), or the iptables engine' },
       );
     }
     for (const u of ex.uids) {
@@ -217,13 +241,12 @@ function portSet(ranges: PortRange[], what: string, max: number): { entries: Map
   };
 }
 
-function addrSet(addrs: string[], family: 'ipv4' | 'ipv6', max: number): { entries: MapEntry[]; describe: string[] } {
+function addrSet(addrs: string[], family: 'ipv4' | 'ipv6'): { entries: MapEntry[]; describe: string[] } {
   const seen = new Map<string, MapEntry>();
   for (const a of addrs) {
     const key = family === 'ipv4' ? ip4Key.encode(ipv4Bytes(a)) : tpIp6.encode(ipv6Bytes(a));
     seen.set(key.toString('hex'), { key, value: ONE });
   }
-  if (seen.size > max) throw new ConfigError(`DNS servers: ${seen.size} ${family} servers exceed the map capacity of ${max}`);
   return { entries: [...seen.values()], describe: addrs };
 }
 
@@ -266,13 +289,14 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, n
   ];
 
   const max = (name: string): number => mapSpec(name).maxEntries;
-  const out4 = cidrEntries(cfg.outbound.excludeIps, 'ipv4', '--exclude-outbound-ips', max('tp_out_cidr4_v1'));
-  const out6 = ipv6 ? cidrEntries(cfg.outbound.excludeIps, 'ipv6', '--exclude-outbound-ips', max('tp_out_cidr6_v1')) : { entries: [], describe: [] };
-  const in4 = cidrEntries(cfg.inbound.excludeIps, 'ipv4', '--exclude-inbound-ips', max('tp_in_cidr4_v1'));
-  const in6 = ipv6 ? cidrEntries(cfg.inbound.excludeIps, 'ipv6', '--exclude-inbound-ips', max('tp_in_cidr6_v1')) : { entries: [], describe: [] };
+  const none = { entries: [], describe: [] };
+  const out4 = cidrEntries(cfg.outbound.excludeIps, 'ipv4');
+  const out6 = ipv6 ? cidrEntries(cfg.outbound.excludeIps, 'ipv6') : none;
+  const in4 = cidrEntries(cfg.inbound.excludeIps, 'ipv4');
+  const in6 = ipv6 ? cidrEntries(cfg.inbound.excludeIps, 'ipv6') : none;
   const listed = cfg.dns.mode === 'resolvconf';
-  const dns4 = addrSet(listed ? cfg.dns.servers.ipv4 : [], 'ipv4', max('tp_dns_srv4_v1'));
-  const dns6 = addrSet(listed && ipv6 ? cfg.dns.servers.ipv6 : [], 'ipv6', max('tp_dns_srv6_v1'));
+  const dns4 = addrSet(listed ? cfg.dns.servers.ipv4 : [], 'ipv4');
+  const dns6 = addrSet(listed && ipv6 ? cfg.dns.servers.ipv6 : [], 'ipv6');
 
   const maps: DesiredMap[] = [
     { name: 'tp_cfg_v1', entries: [{ key: u32Key.encode(0), value: config }], describe: cfgDescribe },
@@ -282,7 +306,7 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, n
     { name: 'tp_out_cidr6_v1', ...out6 },
     { name: 'tp_in_cidr4_v1', ...in4 },
     { name: 'tp_in_cidr6_v1', ...in6 },
-    { name: 'tp_uid_excl_v1', ...uidExclusions(cfg, max('tp_uid_excl_v1')) },
+    { name: 'tp_uid_excl_v1', ...uidExclusions(cfg, UID_EXCLUSION_LIMIT) },
     { name: 'tp_dns_srv4_v1', ...dns4 },
     { name: 'tp_dns_srv6_v1', ...dns6 },
     {

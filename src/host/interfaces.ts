@@ -4,7 +4,6 @@
  * shows the namespace it was mounted in, so after `nsenter --net` it would
  * describe the wrong namespace.
  */
-import { execa } from 'execa';
 import { CommandError } from '../errors.js';
 
 export interface InterfaceAddress {
@@ -56,6 +55,8 @@ export function parseIpAddrJson(text: string): NetInterface[] {
 }
 
 export async function listInterfaces(): Promise<NetInterface[]> {
+  // execa (~50 ms to load) only when a command really runs, not for --version or --dry-run.
+  const { execa } = await import('execa');
   const r = await execa('ip', ['-j', 'addr', 'show'], { reject: false });
   if (r.exitCode !== 0) throw new CommandError('ip -j addr show', String(r.stderr || r.stdout));
   return parseIpAddrJson(String(r.stdout) || '[]');

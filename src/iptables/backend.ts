@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
 import { DEFAULTS } from '../config/defaults.js';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
@@ -53,6 +52,8 @@ export interface RunResult {
 
 /** Runs a tool; a non-zero exit becomes a CommandError carrying its stderr. */
 export async function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+  // execa (~50 ms to load) only when a command really runs, not for --version or --dry-run.
+  const { execa } = await import('execa');
   const r = await execa(cmd, args, { reject: false, input: input ?? '', stripFinalNewline: false });
   if (r.failed) {
     const detail = r.stderr || r.stdout || (r.exitCode === undefined ? String(r.message) : `exit code ${r.exitCode}`);
@@ -127,15 +128,17 @@ interface BackendSurvey {
 
 async function survey(backend: Backend): Promise<BackendSurvey> {
   const result: BackendSurvey = { backend, rules: 0, holdsTpctl: false, saves: {} };
-  for (const family of ['ipv4', 'ipv6'] as const) {
-    const cmd = findExecutable(toolName(backend, family, 'save'));
-    if (!cmd) continue;
-    let text: string;
-    try {
-      text = (await run(cmd, [])).stdout;
-    } catch {
-      continue; // A backend whose save fails holds nothing we could build on.
-    }
+  const families = ['ipv4', 'ipv6'] as const;
+  const texts = await Promise.all(
+    families.map(async (family) => {
+      const cmd = findExecutable(toolName(backend, family, 'save'));
+      // A backend whose save is missing or fails holds nothing we could build on.
+      return cmd ? run(cmd, []).then((r) => r.stdout, () => undefined) : undefined;
+    }),
+  );
+  for (const [i, family] of families.entries()) {
+    const text = texts[i];
+    if (text === undefined) continue;
     result.saves[family] = text;
     const lines = text.split('\n');
     result.rules += lines.filter((l) => l.startsWith('-A ')).length;
@@ -146,10 +149,15 @@ async function survey(backend: Backend): Promise<BackendSurvey> {
 
 /** The backend holding tpctl's chains (either family), if any: an iptables install is present. */
 export async function backendHoldingTpctl(): Promise<Backend | undefined> {
-  for (const backend of ['nft', 'legacy'] as const) {
-    if ((await survey(backend)).holdsTpctl) return backend;
-  }
-  return undefined;
+  return (await surveyBoth()).find((s) => s.holdsTpctl)?.backend;
+}
+
+/**
+ * Both backends' surveys, every iptables-save run at once: four short processes that
+ * mostly wait on exec and netlink overlap instead of adding up (start-up, issue 11).
+ */
+async function surveyBoth(): Promise<[BackendSurvey, BackendSurvey]> {
+  return Promise.all([survey('nft'), survey('legacy')]);
 }
 
 /**
@@ -160,7 +168,7 @@ export async function backendHoldingTpctl(): Promise<Backend | undefined> {
  * so planning starts from them instead of running iptables-save again.
  */
 export async function detectBackend(forced: IptablesBackend, log: Logger): Promise<{ backend: Backend; saves: Snapshots }> {
-  const surveys = [await survey('nft'), await survey('legacy')];
+  const surveys = await surveyBoth();
   const chosen = (backend: Backend) => ({ backend, saves: surveys.find((s) => s.backend === backend)?.saves ?? {} });
   const holder = surveys.find((s) => s.holdsTpctl);
   if (forced !== 'auto') {

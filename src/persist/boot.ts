@@ -11,19 +11,22 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
-import { stringify } from 'yaml';
+import { createRequire } from 'node:module';
 import { toConfigFile } from '../config/to-file.js';
 import { engineOf, type Logger, type TransparentProxyConfig } from '../config/types.js';
 import { CommandError, EngineError } from '../errors.js';
 import { hostPath, hostRoot } from '../host/root.js';
+import { shippedFile } from '../host/package-file.js';
+
+// yaml and execa load when a unit is written or enabled, not with every command (README: Start-up).
+const stringify = (v: unknown): string => (createRequire(import.meta.url)('yaml') as typeof import('yaml')).stringify(v);
 
 export const UNIT_NAME = 'tpctl-transparent-proxy.service';
 export const CONFIG_PATH = '/etc/tpctl/transparent-proxy.yaml';
 export const UNIT_PATH = `/etc/systemd/system/${UNIT_NAME}`;
 
-const cliPath = (): string => fileURLToPath(new URL('../cli.js', import.meta.url));
+/** What the unit runs: the bundled bin when this code runs from it, else dist/cli.js. */
+const cliPath = (): string => shippedFile(import.meta.url, '../cli.js', './tpctl.cjs');
 
 export interface BootFiles {
   config: string;
@@ -71,6 +74,7 @@ export function renderUnit(cfg: TransparentProxyConfig, configPath: string, node
 async function systemctl(verb: 'enable' | 'disable', env: NodeJS.ProcessEnv): Promise<void> {
   const root = hostRoot(env);
   const args = [...(root === '/' ? [] : [`--root=${root}`]), verb, UNIT_NAME];
+  const { execa } = await import('execa');
   const r = await execa('systemctl', args, { reject: false, timeout: 30_000 });
   if (r.failed) throw new CommandError(`systemctl ${args.join(' ')}`, String(r.stderr || r.stdout || r.message).trim());
 }

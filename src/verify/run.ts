@@ -16,15 +16,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseCidr } from '../config/net.js';
 import type { Cidr, TransparentProxyConfig } from '../config/types.js';
 import type { VerifyPlacement } from '../engine.js';
 import { originalDestination } from '../host/libc.js';
 import { hostHasIpv6 } from '../iptables/backend.js';
+import { shippedFile } from '../host/package-file.js';
 import type { ProbeOutcome, ProbeSpec } from './client.js';
 
-const clientScript = fileURLToPath(new URL('./client.js', import.meta.url));
+const clientScript = shippedFile(import.meta.url, './client.js', './verify/client.js');
 
 export type ListenerName = 'outbound' | 'inbound' | 'dns' | 'direct';
 

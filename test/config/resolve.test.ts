@@ -326,6 +326,15 @@ describe('validation messages (one line each)', () => {
     expect(errorLine(() => parseConfigText('bad.yaml', 'a: [1,\n'))).toMatch(/^bad\.yaml: not valid YAML or JSON: .+$/);
     expect(errorLine(() => parseConfigText('dup.yaml', 'wait: 1\nwait: 2\n'))).toMatch(/^dup\.yaml: not valid YAML or JSON: Map keys must be unique/);
   });
+
+  it('reads JSON with JSON.parse (big exclusion lists), and a broken JSON file still gets the parser message', () => {
+    expect(parseConfigText('a.json', ' {"wait": 3, "redirect": {"outbound": {"excludePortsForIPs": ["10.0.0.1/32"]}}}').data).toEqual({
+      wait: 3,
+      redirect: { outbound: { excludePortsForIPs: ['10.0.0.1/32'] } },
+    });
+    expect(parseConfigText('flow.yaml', '{wait: 3}').data).toEqual({ wait: 3 }); // YAML flow style, not JSON
+    expect(errorLine(() => parseConfigText('bad.json', '{"wait": 3,'))).toMatch(/^bad\.json: not valid YAML or JSON: .+$/);
+  });
 });
 
 describe('warnings', () => {

@@ -5,9 +5,19 @@
  * routed to the sandbox's client host, which does not forward: nothing verify sends
  * can leave the sandbox, even when redirection is broken.
  */
-import { describe, expect, it, type TestContext } from 'vitest';
-import { runIn } from '../../src/sandbox/sandbox.js';
-import { startCast } from '../../src/sandbox/harness.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { runCommand, runIn } from '../../src/sandbox/sandbox.js';
+import { distDir, startCast } from '../../src/sandbox/harness.js';
+
+/** The bundled bin `tpctl` runs (scripts/bundle.mjs): verify's probe script must be found from it too. */
+const BUNDLE = join(distDir, 'tpctl.cjs');
+beforeAll(async () => {
+  if (existsSync(BUNDLE)) return;
+  const r = await runCommand(['node', 'scripts/bundle.mjs'], { timeoutMs: 60_000 });
+  if (r.exitCode !== 0) throw new Error(`scripts/bundle.mjs: ${r.stderr.trim()}`);
+}, 90_000);
 import { cli, describeCli, OPERATE_ENGINES, routeTestNetIntoSandbox, statusFlags, useInstalled } from './operate.js';
 
 for (const e of OPERATE_ENGINES) {
@@ -27,6 +37,9 @@ for (const e of OPERATE_ENGINES) {
       expect(r.stdout).toMatch(new RegExp(`^ok {3}uid 65534: DNS query to ${s.sb.ipv4.client.replace(/\./g, '\\.')}:53 → the DNS listener$`, 'm'));
       expect(r.stdout).toMatch(/^ok {3}the proxy's uid 5678: TCP to 127\.0\.0\.2:\d+ → the inbound listener, original destination 127\.0\.0\.2:\d+$/m);
       expect(r.stdout).toMatch(/verify: passed/);
+      const bundled = await runIn(s.sb, 'mesh', [process.execPath, BUNDLE, 'verify', 'transparent-proxy', ...statusFlags(e.engine, s.sb)], { timeoutMs: 60_000 });
+      expect(bundled.exitCode, describeCli(bundled)).toBe(0);
+      expect(bundled.stdout).toMatch(/verify: passed/);
     });
 
     it('fails, naming what broke, when outbound IPv4 redirection is damaged; passes again after the repair', async (t) => {

@@ -1,6 +1,6 @@
 /** The pure half: desired map contents, limits and the dry-run text. */
 import { describe, expect, it } from 'vitest';
-import { buildEbpfSpec, configHash, describeEbpfPlan, mapSpec } from '../../src/ebpf/spec.js';
+import { buildEbpfSpec, configHash, describeEbpfPlan, mapCapacities, mapCapacity, mapSpec } from '../../src/ebpf/spec.js';
 import { TP_DNS_LISTED, TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, portKey, tpConfig, tpLpm4Key, tpUidPortKey } from '../../src/ebpf/codecs.js';
 import { ConfigError } from '../../src/errors.js';
 import { baseConfig } from './sandbox.js';
@@ -34,11 +34,33 @@ describe('buildEbpfSpec', () => {
     expect(entries(spec, 'tp_uid_excl_v1').map((e) => tpUidPortKey.decode(e.key))).toContainEqual({ uid: 1000, port: 0, proto: 6 });
   });
 
-  it('rejects uid exclusions that overflow the map', () => {
+  it('sizes the uid map to the exclusions, and refuses expansions beyond what tpctl writes to one map', () => {
     const c = cfg();
     c.outbound.excludePortsForUids = [{ protocol: 'all', ports: [{ from: 1, to: 1000 }], uids: [{ from: 1, to: 100 }] }];
+    const spec = buildEbpfSpec(c);
+    expect(entries(spec, 'tp_uid_excl_v1')).toHaveLength(200_000);
+    expect(mapCapacities(spec.maps).get('tp_uid_excl_v1')).toBe(262_144);
+    c.outbound.excludePortsForUids = [{ protocol: 'all', ports: [{ from: 1, to: 1000 }], uids: [{ from: 1, to: 100_000 }] }];
     expect(() => buildEbpfSpec(c)).toThrow(ConfigError);
-    expect(() => buildEbpfSpec(c)).toThrow(/200000 .* more than the eBPF map holds \(65536\)/);
+    expect(() => buildEbpfSpec(c)).toThrow(/200000000 .* more than tpctl writes to one eBPF map \(16777216\)/);
+  });
+
+  it('has no CIDR ceiling: 100,000 excluded CIDRs get a map of the next power of two', () => {
+    const c = cfg();
+    c.outbound.excludeIps = Array.from({ length: 100_000 }, (_, i) => ({
+      family: 'ipv4' as const,
+      address: `10.${128 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+      prefixLength: 32,
+    }));
+    const spec = buildEbpfSpec(c);
+    expect(entries(spec, 'tp_out_cidr4_v1')).toHaveLength(100_000);
+    const caps = mapCapacities(spec.maps);
+    expect(caps.get('tp_out_cidr4_v1')).toBe(131_072);
+    // Maps within their declared size keep it; the ARRAY and runtime maps never change.
+    expect(caps.get('tp_in_cidr4_v1')).toBe(mapSpec('tp_in_cidr4_v1').maxEntries);
+    expect(mapCapacity(mapSpec('tp_cfg_v1'), 5)).toBe(1);
+    expect(mapCapacity(mapSpec('tp_flow_v1'), 1_000_000)).toBe(65_536);
+    expect(mapCapacity(mapSpec('tp_out_cidr6_v1'), 16_385)).toBe(32_768);
   });
 
   it('only lists DNS servers in resolvconf mode, and drops IPv6 in ipv4 mode', () => {

@@ -1,0 +1,72 @@
+/** What `make bench` measured (docs/bench.json), and the table it prints. */
+
+export interface StartupRow {
+  name: string;
+  /** median wall time, spawn to exit */
+  ms: number;
+  /** ms ÷ the median of `node -e 0` */
+  ratio: number;
+}
+
+export interface PathAtLevel {
+  connPerSec: number;
+  /** connection rate ÷ the no-redirect rate measured next to it (median of rounds) */
+  ratio: number;
+  installMs?: number;
+  uninstallMs?: number;
+}
+
+export interface LevelResult {
+  label: string;
+  cidrs: number;
+  ports: number;
+  /** by path: "direct" and each engine */
+  engines: Record<string, PathAtLevel>;
+}
+
+export interface LatencyRow {
+  path: string;
+  p50Us: number;
+  p99Us: number;
+  reqPerSec: number;
+  p50Ratio: number;
+}
+
+export interface BenchResults {
+  measuredAt: string;
+  durationS: number;
+  settings: Record<string, unknown> & { engines: string[] };
+  startup: StartupRow[];
+  levels: LevelResult[];
+  latency: LatencyRow[];
+}
+
+const num = (x: number | undefined, digits = 0): string => (x === undefined ? '—' : x.toFixed(digits));
+
+/** The bench report as markdown tables (the README pastes them as they are). */
+export function reportLines(r: BenchResults): string[] {
+  const engines = r.settings.engines;
+  const out: string[] = [];
+  out.push(`Measured ${r.measuredAt} in ${r.durationS} s; medians of ${String(r.settings.rounds)} rotating rounds (start-up: ${String(r.settings.startupRuns)}).`, '');
+  out.push('Start-up (wall time, spawn to exit)', '', '| command | ms | × node -e 0 |', '|---|---:|---:|');
+  for (const s of r.startup) out.push(`| ${s.name} | ${num(s.ms, 1)} | ${num(s.ratio, 2)} |`);
+  out.push('', 'Connection rate ÷ no-redirect limit, by excluded outbound CIDRs', '');
+  out.push(`| exclusions | direct conn/s | ${engines.map((e) => `${e} conn/s | ${e} ratio`).join(' | ')} |`);
+  out.push(`|---|---:|${engines.map(() => '---:|---:').join('|')}|`);
+  for (const l of r.levels) {
+    out.push(`| ${l.label} | ${num(l.engines.direct?.connPerSec)} | ${engines.map((e) => `${num(l.engines[e]?.connPerSec)} | ${num(l.engines[e]?.ratio, 3)}`).join(' | ')} |`);
+  }
+  out.push('', 'Install / uninstall time (ms), by excluded outbound CIDRs', '');
+  out.push(`| exclusions | ${engines.map((e) => `${e} install | ${e} uninstall`).join(' | ')} |`);
+  out.push(`|---|${engines.map(() => '---:|---:').join('|')}|`);
+  for (const l of r.levels) {
+    out.push(`| ${l.label} | ${engines.map((e) => `${num(l.engines[e]?.installMs)} | ${num(l.engines[e]?.uninstallMs)}`).join(' | ')} |`);
+  }
+  out.push('', 'Request/response latency, keep-alive, through a relaying proxy', '', '| path | p50 µs | p99 µs | req/s | p50 × direct |', '|---|---:|---:|---:|---:|');
+  for (const x of r.latency) out.push(`| ${x.path} | ${x.p50Us} | ${x.p99Us} | ${x.reqPerSec} | ${num(x.p50Ratio, 2)} |`);
+  return out;
+}
+
+export function printReport(r: BenchResults, write: (s: string) => void): void {
+  write(`\n${reportLines(r).join('\n')}\n`);
+}
