@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { scaledMs } from './src/sandbox/timeout-scale.js';
 
 // Privileged end-to-end tests build network namespaces, cgroups and bpffs mounts;
 // they run one file at a time so two sandboxes never race on shared kernel state
@@ -9,8 +10,8 @@ export default defineConfig({
     // Removes leftovers of killed earlier runs (see sweepStaleSandboxes) before any test builds a sandbox.
     globalSetup: ['test/global-setup.ts'],
     fileParallelism: false,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    testTimeout: scaledMs(60_000),
+    hookTimeout: scaledMs(60_000),
     reporters: ['default', 'json'],
     outputFile: { json: 'reports/vitest.json' },
   },

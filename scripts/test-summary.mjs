@@ -1,21 +1,14 @@
-// Prints the one line CI counts: "N passed, N failed[, N skipped]" from vitest's JSON report.
-import { readFileSync } from 'node:fs';
+// Prints the one line CI counts: "N passed, N failed[, N skipped]", summed over the
+// vitest JSON reports given (the host's run and one per test VM, see scripts/vm/run.mjs).
+// A report that is missing or unreadable counts as one failure.
+import { countReport, formatCount } from './report-count.mjs';
 
-const file = process.argv[2] ?? 'reports/vitest.json';
-let report;
-try {
-  report = JSON.parse(readFileSync(file, 'utf8'));
-} catch {
-  console.log('0 passed, 1 failed');
-  process.exit(0);
+const files = process.argv.length > 2 ? process.argv.slice(2) : ['reports/vitest.json'];
+const total = { passed: 0, failed: 0, skipped: 0 };
+for (const file of files) {
+  const c = countReport(file);
+  total.passed += c.passed;
+  total.failed += c.failed;
+  total.skipped += c.skipped;
 }
-const passed = report.numPassedTests ?? 0;
-// A file can fail with no failed test in it: it did not load (no tests), a beforeAll
-// hook threw (its tests are reported as skipped) or an afterAll hook threw (its tests
-// passed, e.g. an uninstall in teardown failed). Each such file counts as one failure.
-const failedFiles = (report.testResults ?? []).filter(
-  (r) => r.status === 'failed' && !(r.assertionResults ?? []).some((a) => a.status === 'failed'),
-).length;
-const failed = (report.numFailedTests ?? 0) + failedFiles;
-const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+console.log(formatCount(total));

@@ -9,6 +9,7 @@ import { runCli, type CliIo } from '../src/cli.js';
 import { install } from '../src/commands/install.js';
 import { PreflightError } from '../src/errors.js';
 import { buildDist, REPO_ROOT } from './fixtures/dist.js';
+import { scaledMs } from '../src/sandbox/timeout-scale.js';
 
 // In-process runs below replace the install command to make it fail on demand; the
 // process runs above use dist/cli.js and are unaffected.
@@ -18,7 +19,7 @@ const cli = join(REPO_ROOT, 'dist', 'cli.js');
 const USER = ['--kuma-dp-user', '5678']; // this host has no kuma-dp user
 
 function tpctl(args: string[], opts: { input?: string; uid?: number; env?: Record<string, string> } = {}) {
-  return execa('node', [cli, ...args], { reject: false, cwd: REPO_ROOT, timeout: 20_000, ...opts });
+  return execa('node', [cli, ...args], { reject: false, cwd: REPO_ROOT, timeout: scaledMs(20_000), ...opts });
 }
 
 function expectOneLineError(stderr: string, line?: string): void {
@@ -32,7 +33,7 @@ function expectOneLineError(stderr: string, line?: string): void {
 beforeAll(async () => {
   // Build so the test runs the current sources.
   await buildDist(cli);
-}, 130_000);
+}, scaledMs(130_000));
 
 describe('usage errors exit 2 with one line', () => {
   it.each<[string, string[], string]>([

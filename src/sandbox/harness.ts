@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { KernelTooOldError } from '../errors.js';
 import { listTree, runCommand, runIn, spawnIn, type CommandResult, type Sandbox, type SandboxHost, type SandboxProcess } from './sandbox.js';
 import { hostPort } from './wire.js';
+import { cgroupOwnPrograms } from './cgroup-programs.js';
+import { scaledMs } from './timeout-scale.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const distDir = join(repoRoot, 'dist');
@@ -92,7 +94,7 @@ export async function startCast(sb: Sandbox): Promise<Cast> {
     argv: [node, script('app'), '--via', 'remote', '--tcp', Object.values(REMOTE_PORTS).join(','), '--udp', '53', '--addresses', clientAddresses.join(',')],
   });
   const isReady = (l: string): boolean => l.includes('"ready"');
-  await Promise.all([proxy, app, remote].map((p) => p.waitForLine(isReady, READY_TIMEOUT_MS)));
+  await Promise.all([proxy, app, remote].map((p) => p.waitForLine(isReady, scaledMs(READY_TIMEOUT_MS))));
   return { proxy, app, remote };
 }
 
@@ -131,7 +133,7 @@ function spawnProbe(sb: Sandbox, from: ProbeFrom, args: string[]): SandboxProces
   return spawnIn(sb, from.host, {
     uid: from.uid,
     inCgroup: from.host === 'mesh',
-    argv: [process.execPath, script('probe'), ...args, '--timeout', String(PROBE_TIMEOUT_MS)],
+    argv: [process.execPath, script('probe'), ...args, '--timeout', String(scaledMs(PROBE_TIMEOUT_MS))],
   });
 }
 
@@ -142,7 +144,7 @@ function tcpProbeArgs(host: string, port: number, local: string | undefined): st
 async function runProbe(sb: Sandbox, from: ProbeFrom, args: string[]): Promise<unknown> {
   const p = spawnProbe(sb, from, args);
   p.closeStdin();
-  const code = await p.waitForExit(PROBE_TIMEOUT_MS + 5_000).catch(async (e: unknown) => {
+  const code = await p.waitForExit(scaledMs(PROBE_TIMEOUT_MS + 5_000)).catch(async (e: unknown) => {
     await p.stop();
     throw e;
   });
@@ -179,7 +181,7 @@ export interface HeldConnection {
 
 export async function holdTcp(sb: Sandbox, from: ProbeFrom, host: string, port: number, local?: string): Promise<HeldConnection> {
   const p = spawnProbe(sb, from, [...tcpProbeArgs(host, port, local), '--hold']);
-  const firstLine = await p.waitForLine((l) => l.startsWith('{'), PROBE_TIMEOUT_MS + 5_000).catch(async (e: unknown) => {
+  const firstLine = await p.waitForLine((l) => l.startsWith('{'), scaledMs(PROBE_TIMEOUT_MS + 5_000)).catch(async (e: unknown) => {
     await p.stop();
     throw e;
   });
@@ -190,14 +192,14 @@ export async function holdTcp(sb: Sandbox, from: ProbeFrom, host: string, port: 
   }
   return {
     first,
-    async echo(text, timeoutMs = 3_000) {
+    async echo(text, timeoutMs = scaledMs(3_000)) {
       p.writeLine(text);
       const want = JSON.stringify({ echo: text });
       await p.waitForLine((l) => l === want, timeoutMs);
     },
     async close() {
       p.closeStdin();
-      await p.waitForExit(3_000).catch(() => p.stop());
+      await p.waitForExit(scaledMs(3_000)).catch(() => p.stop());
     },
   };
 }
@@ -206,6 +208,20 @@ export async function holdTcp(sb: Sandbox, from: ProbeFrom, host: string, port: 
 // The real CLI, inside the mesh host.
 
 export type EngineName = 'iptables-nft' | 'iptables-legacy' | 'nftables' | 'ebpf';
+
+/**
+ * The engines an engine-parameterised suite runs: all of `all`, or those named in
+ * TPCTL_TEST_ENGINES (comma or space separated). The VM kernel matrix sets "ebpf":
+ * the iptables engines do not depend on the kernel's BPF support.
+ */
+export function selectEngines<T extends { engine: EngineName }>(all: T[], env: NodeJS.ProcessEnv = process.env): T[] {
+  const wanted = (env.TPCTL_TEST_ENGINES ?? '').split(/[\s,]+/).filter(Boolean);
+  if (wanted.length === 0) return all;
+  const known = all.map((e) => e.engine as string);
+  const unknown = wanted.filter((w) => !known.includes(w));
+  if (unknown.length) throw new Error(`TPCTL_TEST_ENGINES: unknown engine ${unknown.join(', ')} (expected ${known.join(', ')})`);
+  return all.filter((e) => wanted.includes(e.engine));
+}
 
 /** Flags that select and place the engine in this sandbox. */
 export function engineFlags(engine: EngineName, sb: Sandbox): string[] {
@@ -251,7 +267,7 @@ export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExc
 
 export async function runCli(sb: Sandbox, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} missing: build first (npx tsc -p tsconfig.json)`);
-  return runIn(sb, 'mesh', [process.execPath, cliPath, ...args], { env: { ...process.env, ...env } as Record<string, string>, timeoutMs: 30_000 });
+  return runIn(sb, 'mesh', [process.execPath, cliPath, ...args], { env: { ...process.env, ...env } as Record<string, string>, timeoutMs: scaledMs(30_000) });
 }
 
 export function describeCli(r: CommandResult): string {
@@ -340,12 +356,11 @@ export interface EbpfState {
 
 /** Programs on the sandbox cgroup, tc filters and qdiscs on the mesh veth, pins in the sandbox bpffs. */
 export async function ebpfState(sb: Sandbox): Promise<EbpfState> {
-  const cg = await runIn(sb, 'mesh', ['bpftool', 'cgroup', 'show', sb.cgroupPath]);
-  if (cg.exitCode !== 0) throw new Error(`bpftool cgroup show: ${cg.stderr.trim()}`);
+  const cg = await cgroupOwnPrograms(sb.cgroupPath);
   const tc = await runIn(sb, 'mesh', ['tc', 'filter', 'show', 'dev', sb.iface.mesh, 'ingress']);
   const qd = await runIn(sb, 'mesh', ['tc', 'qdisc', 'show', 'dev', sb.iface.mesh]);
   return {
-    cgroupPrograms: cg.stdout.trim(),
+    cgroupPrograms: cg.map((p) => `${p.id} ${p.attach_type} ${p.name}`).join('\n'),
     tcFilters: tc.exitCode === 0 ? tc.stdout.trim() : `(tc: ${tc.stderr.trim()})`,
     qdiscs: qd.stdout.trim(),
     // maps.debug / progs.debug are the kernel's bpf_preload iterators, present in every fresh bpffs.

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { findCgroup2Mount as findCgroup2MountOrNone, mountBpffs, readMounts, unmount } from '../host/mounts.js';
+import { scaledMs } from './timeout-scale.js';
 
 export type SandboxHost = 'client' | 'mesh';
 
@@ -75,7 +76,7 @@ export async function runCommand(
   if (!file) throw new Error('runCommand: empty argv');
   const r = await execa(file, args, {
     reject: false,
-    timeout: opts.timeoutMs ?? COMMAND_TIMEOUT_MS,
+    timeout: opts.timeoutMs ?? scaledMs(COMMAND_TIMEOUT_MS),
     env: opts.env,
     input: opts.input,
     stripFinalNewline: false,

@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeIptablesSave } from '../../src/sandbox/harness.js';
 import { REPO_ROOT, buildDist } from '../fixtures/dist.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 const cli = join(REPO_ROOT, 'dist', 'cli.js');
 const netns = `tpt-cmd-${process.pid}`;
@@ -18,7 +19,7 @@ const inNs = ['--net=/run/netns/' + netns];
 let bpffs = '';
 
 async function inNetns(cmd: string[], input?: string) {
-  return execa('nsenter', [...inNs, ...cmd], { reject: false, timeout: 30_000, ...(input === undefined ? {} : { input }) });
+  return execa('nsenter', [...inNs, ...cmd], { reject: false, timeout: scaledMs(30_000), ...(input === undefined ? {} : { input }) });
 }
 
 const tpctl = (args: string[]) => inNetns(['node', cli, ...args]);
@@ -30,7 +31,7 @@ beforeAll(async () => {
   await execa('ip', ['netns', 'add', netns]);
   await inNetns(['ip', 'link', 'set', 'lo', 'up']);
   bpffs = mkdtempSync(join(tmpdir(), `tpt-cmd-bpffs-${process.pid}-`)); // empty: no eBPF state to find
-}, 130_000);
+}, scaledMs(130_000));
 
 afterAll(async () => {
   await execa('ip', ['netns', 'del', netns], { reject: false });

@@ -14,18 +14,18 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
   addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
-  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, uninstallFlags,
+  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, selectEngines, uninstallFlags,
   type EngineName, type Family, type HeldConnection,
 } from '../../src/sandbox/harness.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { expectDirect, expectProxied, useSandbox } from './suite.js';
 
-const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = [
+const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = selectEngines([
   { engine: 'iptables-nft', short: 'nft', failAt: ['after-ipv4'] },
   { engine: 'iptables-legacy', short: 'leg', failAt: ['after-ipv4'] },
   { engine: 'nftables', short: 'nfs', failAt: ['nft-transaction'] },
   { engine: 'ebpf', short: 'bpf', failAt: ['after-cgroup-attach', 'after-tc-attach'] },
-];
+]);
 const FAMILIES: Family[] = [4, 6];
 
 const app = { host: 'mesh' as const, uid: APP_UID };

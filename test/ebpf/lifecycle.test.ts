@@ -11,12 +11,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EbpfSandbox, PREBUILT, buildDist, buildForeignObject, type EngineRun } from './sandbox.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 let sb: EbpfSandbox | undefined;
 
 beforeAll(async () => {
   await buildDist();
-}, 180_000);
+}, scaledMs(180_000));
 
 afterEach(async () => {
   const s = sb;
@@ -42,7 +43,7 @@ function hexBytes(v: unknown): Buffer {
 }
 
 async function mapDump(pin: string): Promise<Array<{ key: Buffer; value: Buffer }>> {
-  const r = await execa('bpftool', ['-j', 'map', 'dump', 'pinned', pin], { timeout: 10_000 });
+  const r = await execa('bpftool', ['-j', 'map', 'dump', 'pinned', pin], { timeout: scaledMs(10_000) });
   return (JSON.parse(String(r.stdout)) as Array<{ key: unknown; value: unknown }>).map((e) => ({ key: hexBytes(e.key), value: hexBytes(e.value) }));
 }
 
@@ -61,7 +62,7 @@ async function tcProgIds(s: EbpfSandbox): Promise<number[]> {
 /** Program release is deferred (RCU), so poll briefly. */
 async function progFreed(id: number): Promise<boolean> {
   for (let i = 0; i < 40; i++) {
-    const r = await execa('bpftool', ['prog', 'show', 'id', String(id)], { reject: false, timeout: 10_000 });
+    const r = await execa('bpftool', ['prog', 'show', 'id', String(id)], { reject: false, timeout: scaledMs(10_000) });
     if (r.exitCode !== 0) return true;
     await new Promise((res) => setTimeout(res, 50));
   }
@@ -253,8 +254,8 @@ describe('eBPF engine lifecycle', () => {
     sb = await EbpfSandbox.create('frgn');
     const obj = await buildForeignObject(sb.dir);
     const pins = join(sb.bpffs, 'foreign');
-    await execa('bpftool', ['prog', 'load', obj, join(sb.bpffs, 'foreign_prog'), 'type', 'cgroup/connect4', 'pinmaps', pins], { timeout: 30_000 });
-    await execa('bpftool', ['cgroup', 'attach', sb.cgroup, 'connect4', 'pinned', join(sb.bpffs, 'foreign_prog'), 'multi'], { timeout: 10_000 });
+    await execa('bpftool', ['prog', 'load', obj, join(sb.bpffs, 'foreign_prog'), 'type', 'cgroup/connect4', 'pinmaps', pins], { timeout: scaledMs(30_000) });
+    await execa('bpftool', ['cgroup', 'attach', sb.cgroup, 'connect4', 'pinned', join(sb.bpffs, 'foreign_prog'), 'multi'], { timeout: scaledMs(10_000) });
 
     const hits = async (): Promise<number> => {
       const [entry] = await mapDump(join(pins, 'foreign_hits'));
@@ -263,7 +264,7 @@ describe('eBPF engine lifecycle', () => {
     // A connect from a process inside the sandbox cgroup, to loopback (never redirected).
     const connectFromCgroup = async (): Promise<void> => {
       const script =
-        "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{const c=require('net').connect(s.address().port,'127.0.0.1',()=>{c.end();s.close();});c.on('error',()=>s.close());});setTimeout(()=>process.exit(0),3000).unref();";
+        `const s=require('net').createServer().listen(0,'127.0.0.1',()=>{const c=require('net').connect(s.address().port,'127.0.0.1',()=>{c.end();s.close();});c.on('error',()=>s.close());});setTimeout(()=>process.exit(0),${scaledMs(3000)}).unref();`;
       await sb!.sh(`echo $$ > ${sb!.cgroup}/cgroup.procs && exec ${process.execPath} -e "${script}"`);
     };
 
@@ -295,7 +296,7 @@ describe('eBPF engine lifecycle', () => {
     for (const listening of [true, false]) {
       const script =
         "const net=require('net');const go=()=>{const c=net.connect(80,'192.0.2.1',()=>c.end());c.on('error',()=>{});c.on('close',()=>process.exit(0));};" +
-        `if(${listening})net.createServer((s)=>{s.resume();s.end();}).listen(15001,'127.0.0.1',go);else go();setTimeout(()=>process.exit(2),5000).unref();`;
+        `if(${listening})net.createServer((s)=>{s.resume();s.end();}).listen(15001,'127.0.0.1',go);else go();setTimeout(()=>process.exit(2),${scaledMs(5000)}).unref();`;
       await sb.sh(`echo $$ > ${sb.cgroup}/cgroup.procs && exec ${process.execPath} -e "${script}"`);
       expect(await mapDump(join(tp, 'tp_orig_dst_v1')), 'the closed socket left its cookie entry').toEqual([]);
       expect(await mapDump(join(tp, 'tp_flow_v1'))).toHaveLength(listening ? 1 : 2);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAndLoad } from '../../src/ebpf/loader.js';
 import { LibbpfError } from '../../src/errors.js';
 import { PREBUILT, compileBpf } from './sandbox.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 let dir = '';
 let bpffs = '';
@@ -34,7 +35,7 @@ int tp_sockops(struct bpf_sock_ops *ctx) { __u32 k = 0; __u32 *v = bpf_map_looku
 char LICENSE[] SEC("license") = "GPL";
 `,
   );
-}, 60_000);
+}, scaledMs(60_000));
 
 afterAll(async () => {
   if (bpffs) await execa('umount', [bpffs], { reject: false });

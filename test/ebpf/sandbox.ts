@@ -14,6 +14,8 @@ import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { defaultConfig } from '../fixtures/config.js';
 import { readMounts } from '../../src/host/mounts.js';
 import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
+import { cgroupOwnPrograms, type CgroupProgram } from '../../src/sandbox/cgroup-programs.js';
 
 export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'ebpf', 'index.js');
@@ -90,7 +92,7 @@ export class EbpfSandbox {
 
   /** Runs a shell command inside the sandbox's network namespace. */
   async sh(cmd: string): Promise<string> {
-    const r = await execa('nsenter', [`--net=${this.netnsPath}`, 'sh', '-c', cmd], { timeout: 30_000 });
+    const r = await execa('nsenter', [`--net=${this.netnsPath}`, 'sh', '-c', cmd], { timeout: scaledMs(30_000) });
     return String(r.stdout);
   }
 
@@ -103,7 +105,7 @@ export class EbpfSandbox {
   async run(op: 'install' | 'uninstall', arg: unknown, env: Record<string, string> = {}, netnsPath = this.netnsPath): Promise<EngineRun> {
     const r = await execa('nsenter', [`--net=${netnsPath}`, process.execPath, '--input-type=module', '-e', RUNNER, ENGINE_MODULE, op, JSON.stringify(arg)], {
       reject: false,
-      timeout: 45_000,
+      timeout: scaledMs(45_000),
       env: { ...env },
     });
     const line = String(r.stdout).trim().split('\n').pop() ?? '';
@@ -122,10 +124,9 @@ export class EbpfSandbox {
     return this.run('uninstall', { dryRun: false, verbose: false, ebpf: { enabled: true, bpffsPath }, iptablesBackend: 'auto' }, {}, netnsPath);
   }
 
-  /** Programs attached to the sandbox cgroup (bpftool's view). */
-  async cgroupPrograms(): Promise<Array<{ id: number; attach_type: string; name: string }>> {
-    const r = await execa('bpftool', ['-j', 'cgroup', 'show', this.cgroup], { timeout: 10_000 });
-    return JSON.parse(String(r.stdout) || '[]') as Array<{ id: number; attach_type: string; name: string }>;
+  /** Programs attached to the sandbox cgroup itself (what the kernel reports). */
+  cgroupPrograms(): Promise<CgroupProgram[]> {
+    return cgroupOwnPrograms(this.cgroup);
   }
 
   async tcFilters(): Promise<Array<Record<string, unknown>>> {
@@ -151,7 +152,7 @@ export class EbpfSandbox {
     for (const mnt of this.bpfMountsUnder().filter((m) => m !== this.bpffs).reverse()) {
       try {
         removePins(mnt);
-        await execa('umount', [mnt], { timeout: 10_000 });
+        await execa('umount', [mnt], { timeout: scaledMs(10_000) });
       } catch (e) {
         problems.push(`umount ${mnt}: ${(e as Error).message}`);
       }
@@ -180,7 +181,7 @@ export async function compileBpf(dir: string, name: string, source: string): Pro
   const obj = join(dir, `${name}.bpf.o`);
   writeFileSync(src, source);
   const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: 60_000 });
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: scaledMs(60_000) });
   return obj;
 }
 

@@ -20,6 +20,7 @@ import {
 import { createSandbox, runCommand, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { buildDist, compileBpf } from './sandbox.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 /** The preference `tc filter add` gives a filter when none is asked for. */
 const FOREIGN_PREF = 49152;
@@ -94,7 +95,7 @@ let sb: Sandbox | undefined;
 
 beforeAll(async () => {
   await buildDist();
-}, 180_000);
+}, scaledMs(180_000));
 
 afterEach(async () => {
   const s = sb;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LockBusyError, withHostLock } from '../../src/host/lock.js';
 import { REPO_ROOT, buildDist } from '../fixtures/dist.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 const LOCK_MODULE = join(REPO_ROOT, 'dist', 'host', 'lock.js');
 let dir: string;
@@ -12,7 +13,7 @@ let holder: ChildProcess | undefined;
 
 beforeAll(async () => {
   await buildDist(LOCK_MODULE);
-}, 180_000);
+}, scaledMs(180_000));
 
 afterEach(() => {
   holder?.kill('SIGKILL');
@@ -31,7 +32,7 @@ await withHostLock('install transparent-proxy', async () => { console.log('held'
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   holder = child;
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('holder did not take the lock in 10 s')), 10_000);
+    const timer = setTimeout(() => reject(new Error('holder did not take the lock in time')), scaledMs(10_000));
     child.stdout?.on('data', (d: Buffer) => {
       if (d.toString().includes('held')) {
         clearTimeout(timer);
@@ -73,7 +74,7 @@ describe('withHostLock', () => {
     // happen is our critical section starting before the holder's has ended.
     const result = await withHostLock('install transparent-proxy', async () => (existsSync(marker) ? 'after' : 'overlapped'), {
       path,
-      timeoutMs: 10_000,
+      timeoutMs: scaledMs(10_000),
       pollMs: 20,
     });
     await exited;

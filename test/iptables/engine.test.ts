@@ -12,12 +12,13 @@ import { renderIptablesFirewalld } from '../../src/iptables/index.js';
 import { defaultConfig, everyFlagConfig } from './fixtures.js';
 import { probeTraffic } from './traffic-probe.js';
 import { buildDist, type EngineOutcome, foreignRules, Netns, runEngine, snapshot, uninstallConfig } from './run-in-netns.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 const BACKENDS = ['nft', 'legacy'] as const;
 
 beforeAll(async () => {
   await buildDist();
-}, 180_000);
+}, scaledMs(180_000));
 
 let namespaces: Netns[] = [];
 afterEach(async () => {

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig, UninstallConfig } from '../../src/config/types.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'iptables', 'index.js');
@@ -24,7 +25,7 @@ export class Netns {
 
   static async create(): Promise<Netns> {
     const name = `tpt-ipt-${process.pid}-${++counter}`;
-    await execa('ip', ['netns', 'add', name], { timeout: 10_000 });
+    await execa('ip', ['netns', 'add', name], { timeout: scaledMs(10_000) });
     const ns = new Netns(name);
     await ns.exec('ip', ['link', 'set', 'lo', 'up']);
     return ns;
@@ -39,7 +40,7 @@ export class Netns {
     return execa('nsenter', [`--net=${this.path}`, cmd, ...args], {
       input: opts.input ?? '',
       env: opts.env,
-      timeout: 30_000,
+      timeout: scaledMs(30_000),
     });
   }
 
@@ -55,7 +56,7 @@ export class Netns {
   }
 
   async destroy(): Promise<void> {
-    await execa('ip', ['netns', 'del', this.name], { reject: false, timeout: 10_000 });
+    await execa('ip', ['netns', 'del', this.name], { reject: false, timeout: scaledMs(10_000) });
   }
 }
 

@@ -5,6 +5,7 @@
  * suite (original destinations, inbound, getpeername) lives in test/e2e.
  */
 import type { Netns } from './run-in-netns.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 export interface ProbeReport {
   /** What the app got back for each target ('proxy', 'app', 'dns', or an error code). */
@@ -27,7 +28,7 @@ function tcp(host, port) {
     const s = net.connect({ host, port });
     let data = '';
     const done = (v) => { s.destroy(); clearTimeout(t); resolve(v); };
-    const t = setTimeout(() => done('timeout'), 1500);
+    const t = setTimeout(() => done('timeout'), ${scaledMs(1500)});
     s.on('data', (d) => { data += d; });
     s.on('end', () => done(data.trim()));
     s.on('error', (e) => done(e.code));
@@ -37,7 +38,7 @@ function udp(host, port) {
   return new Promise((resolve) => {
     const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     const done = (v) => { clearTimeout(t); s.close(); resolve(v); };
-    const t = setTimeout(() => done({ reply: 'timeout', from: '' }), 1500);
+    const t = setTimeout(() => done({ reply: 'timeout', from: '' }), ${scaledMs(1500)});
     s.on('error', (e) => done({ reply: e.code, from: '' }));
     s.connect(port, host, () => s.send('q'));
     s.on('message', (m, rinfo) => done({ reply: m.toString(), from: rinfo.address + ':' + rinfo.port }));
@@ -51,7 +52,7 @@ function spawnAsProxy(role) {
 }
 async function collect(child, untilReady) {
   let out = '';
-  const killer = setTimeout(() => child.kill('SIGKILL'), 10000);
+  const killer = setTimeout(() => child.kill('SIGKILL'), ${scaledMs(10_000)});
   return new Promise((resolve) => {
     child.stdout.on('data', (d) => {
       out += d;

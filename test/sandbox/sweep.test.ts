@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readMounts } from '../../src/host/mounts.js';
 import { createSandbox, findCgroup2Mount, parseSandboxName, sweepStaleSandboxes, type LeftoverKind } from '../../src/sandbox/sandbox.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 describe('parseSandboxName', () => {
   const cases: Array<[string, LeftoverKind, string, number]> = [
@@ -102,7 +103,7 @@ describe('sweepStaleSandboxes (privileged)', () => {
   });
 
   async function addNetns(name: string): Promise<string> {
-    await execa('ip', ['netns', 'add', name], { timeout: 10_000 });
+    await execa('ip', ['netns', 'add', name], { timeout: scaledMs(10_000) });
     netns.push(name);
     return `/run/netns/${name}`;
   }
@@ -181,8 +182,8 @@ describe('sweepStaleSandboxes (privileged)', () => {
     expect(existsSync(staleCg)).toBe(false);
     expect(readMounts().some((m) => m.mountPoint.startsWith(staleDir))).toBe(false);
     expect(existsSync(staleDir)).toBe(false);
-    expect(await exited(inCgroup, 3_000), 'process in the stale cgroup').toBe(true);
-    expect(await exited(inNetns, 3_000), 'process in the stale netns').toBe(true);
+    expect(await exited(inCgroup, scaledMs(3_000)), 'process in the stale cgroup').toBe(true);
+    expect(await exited(inNetns, scaledMs(3_000)), 'process in the stale netns').toBe(true);
     // Another run's sweep may have got there first; whatever this one removed is reported.
     for (const line of report.removed) expect(line).toMatch(/^(netns|cgroup|umount|dir|kill) /);
 
