@@ -6,6 +6,17 @@ SHELL := /bin/bash
 APT_PACKAGES := iptables nftables iproute2 libbpf1 util-linux procps
 BPF_PACKAGES := clang llvm libbpf-dev linux-libc-dev
 TEST_PACKAGES := bpftool python3
+# The kernel-matrix VMs (scripts/vm): QEMU, a static busybox for the initramfs, kmod
+# (depmod for the unpacked kernels, modprobe inside the guests).
+VM_PACKAGES := qemu-system-x86 busybox-static kmod
+
+# Kernels of the VM matrix (Debian 11, Debian 12, Debian 12 backports) and the suites
+# each VM runs with TPCTL_TEST_ENGINES=ebpf. make test-vm runs VM_SUITES; make test (CI)
+# runs CI_VM_SUITES there, within its time budget. The bypass suite joins when it exists.
+KERNELS ?= 5.10 6.1 6.12
+VM_SUITES ?= test/e2e/conformance.test.ts test/ebpf/lifecycle.test.ts $(wildcard test/e2e/bypass.test.ts)
+CI_VM_SUITES ?= test/e2e/conformance.test.ts
+VM_REPORTS = $(foreach k,$(KERNELS),reports/vm/$(k)/vitest.json)
 
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,bpf/prebuilt/%.bpf.o,$(BPF_SRC))
@@ -15,13 +26,13 @@ BPF_HDR := $(wildcard bpf/include/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu \
 	-fdebug-prefix-map=$(CURDIR)=. -fno-ident
 
-.PHONY: build typecheck deps deps-apt deps-npm bpf bpf-check test test-unit demo bench clean
+.PHONY: build typecheck deps deps-apt deps-npm bpf bpf-check test test-vm test-summary test-unit demo bench clean
 
 deps: deps-apt deps-npm
 
 # Installs only what is missing; a machine with everything skips apt entirely.
 deps-apt:
-	@missing=""; for p in $(APT_PACKAGES) $(BPF_PACKAGES) $(TEST_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(BPF_PACKAGES) $(TEST_PACKAGES) $(VM_PACKAGES); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; exit 1; fi; \
@@ -65,9 +76,25 @@ bpf-check:
 	if [ -n "$$stale" ]; then echo "stale bpf/prebuilt objects:$$stale (run make bpf and commit)"; exit 1; fi; \
 	echo "bpf/prebuilt objects are up to date"
 
+# Every suite on the host's kernel, then the eBPF conformance suite in one VM per
+# kernel of the matrix; the last line counts both (a VM that fails to boot or times out
+# counts as a failure).
 test: deps build typecheck bpf-check
-	@mkdir -p reports; rm -f reports/vitest.json
-	npx vitest run; rc=$$?; node scripts/test-summary.mjs reports/vitest.json; exit $$rc
+	@mkdir -p reports; rm -rf reports/vitest.json reports/vm
+	npx vitest run; rc=$$?; \
+	node scripts/vm/run.mjs --kernels "$(KERNELS)" --suites "$(CI_VM_SUITES)" || rc=1; \
+	node scripts/test-summary.mjs reports/vitest.json $(VM_REPORTS); exit $$rc
+
+# The privileged eBPF suites in QEMU VMs, one per kernel: KERNELS="5.10 6.1 6.12"
+# (cached under .cache/vm), VM_ACCEL=auto|kvm|tcg. See README "Kernel matrix".
+test-vm: deps build
+	@mkdir -p reports; rm -rf reports/vm
+	node scripts/vm/run.mjs --kernels "$(KERNELS)" --suites "$(VM_SUITES)"; rc=$$?; \
+	node scripts/test-summary.mjs $(VM_REPORTS); exit $$rc
+
+# The count line of the last make test (what .ci/run prints last).
+test-summary:
+	@node scripts/test-summary.mjs reports/vitest.json $(VM_REPORTS)
 
 # Only the tests that need no root (checked by running them as nobody).
 UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \

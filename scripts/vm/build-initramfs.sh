@@ -14,7 +14,7 @@ out=$kdir/initramfs.cpio.gz
 # busybox-static's binary: the initramfs has no libc.
 busybox=/bin/busybox
 # Rebuild only when init or the kernel changed.
-if [ -s "$out" ] && [ "$out" -nt "$here/init" ] && [ "$out" -nt "$kdir/release" ]; then exit 0; fi
+if [ -s "$out" ] && [ "$out" -nt "$here/init" ] && [ "$out" -nt "$0" ] && [ "$out" -nt "$kdir/release" ]; then exit 0; fi
 
 tmp=$(mktemp -d "$cache/.i12-initramfs.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -23,6 +23,11 @@ cp "$busybox" "$tmp/bin/busybox"
 ln -s busybox "$tmp/bin/sh"
 cp "$here/init" "$tmp/init"
 chmod 755 "$tmp/init"
+# The kernel's module autoloading (veth, sch_ingress, nf_tables…) runs /sbin/modprobe
+# in the initramfs root, while the test run lives chrooted in /newroot: hand it over.
+mkdir -p "$tmp/sbin"
+printf '#!/bin/sh\nexec /bin/chroot /newroot /sbin/modprobe "$@"\n' >"$tmp/sbin/modprobe"
+chmod 755 "$tmp/sbin/modprobe"
 
 : >"$tmp/modules/order"
 for m in virtio_pci 9pnet_virtio 9p overlay virtio_rng; do

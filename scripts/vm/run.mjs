@@ -55,10 +55,20 @@ function duration(seconds) {
   return m ? `${m}m${String(Math.round(seconds % 60)).padStart(2, '0')}s` : `${Math.round(seconds)}s`;
 }
 
+// The VMs this run started, so an interrupted run (Ctrl-C, CI's kill) takes them along.
+const children = new Set();
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
 /** Runs a command to completion; resolves with its exit code and output (stdout+stderr). */
 function run(cmd, args, opts = {}) {
   return new Promise((resolveRun) => {
     const child = spawn(cmd, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    children.add(child);
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -74,6 +84,7 @@ function run(cmd, args, opts = {}) {
       resolveRun({ code: 127, output: `${output}${e.message}\n`, timedOut });
     });
     child.on('close', (code) => {
+      children.delete(child);
       clearTimeout(timer);
       resolveRun({ code: code ?? 128, output, timedOut });
     });
