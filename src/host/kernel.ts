@@ -31,10 +31,10 @@ export function kernelAtLeast(v: KernelVersion, major: number, minor: number): b
 }
 
 /** Throws KernelTooOldError naming the kernel found when it is older than major.minor. */
-export function requireKernel(feature: string, major: number, minor: number, v = currentKernel()): KernelVersion {
+export function requireKernel(feature: string, major: number, minor: number, v = currentKernel(), hint = ''): KernelVersion {
   if (!kernelAtLeast(v, major, minor)) {
     throw new KernelTooOldError(`${feature}: kernel ${v.release} is too old, need ${major}.${minor} or newer`, {
-      hint: 'upgrade the kernel or use the iptables engine (omit --ebpf-enabled)',
+      hint: `${hint ? `${hint}; ` : ''}upgrade the kernel or use the iptables engine (omit --ebpf-enabled)`,
     });
   }
   return v;

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MIN_KERNEL, planBpffs, resolveCgroup } from '../../src/ebpf/preflight.js';
+import { MIN_KERNEL, planBpffs, requireEbpfKernel, resolveCgroup, TESTED_KERNELS } from '../../src/ebpf/preflight.js';
 import { KernelTooOldError, PreflightError } from '../../src/errors.js';
 import { parseKernelRelease, requireKernel } from '../../src/host/kernel.js';
 import type { MountEntry } from '../../src/host/mounts.js';
@@ -69,5 +69,24 @@ describe('resolveCgroup', () => {
 
   it('explains a host without cgroup v2', () => {
     expect(() => resolveCgroup(undefined, [root])).toThrow(/no cgroup2 mount in \/proc\/self\/mountinfo/);
+  });
+});
+
+describe('requireEbpfKernel', () => {
+  it('accepts MIN_KERNEL, the tested kernels (the VM matrix in make test-vm) and newer ones', () => {
+    for (const release of [`${MIN_KERNEL.major}.${MIN_KERNEL.minor}.0`, ...TESTED_KERNELS.map((k) => `${k}.0`), '6.18.44']) {
+      expect(requireEbpfKernel(parseKernelRelease(release)).release).toBe(release);
+    }
+  });
+
+  it('refuses an older kernel in one line that names the tested kernels', () => {
+    const tooOld = (): unknown => requireEbpfKernel(parseKernelRelease('5.10.0-46-amd64'));
+    expect(tooOld).toThrow(KernelTooOldError);
+    expect(tooOld).toThrow(new RegExp(`kernel 5\\.10\\.0-46-amd64 is too old, need ${MIN_KERNEL.major}\\.${MIN_KERNEL.minor} or newer`));
+    try {
+      tooOld();
+    } catch (e) {
+      expect((e as KernelTooOldError).hint).toMatch(new RegExp(`tested on ${TESTED_KERNELS.join(', ')}`));
+    }
   });
 });
