@@ -144,11 +144,11 @@ async function chooseAccel(k) {
   const dir = join(outRoot, '.kvm-probe');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const r = await run('nice', qemuArgs('kvm', k, dir, 'tpvm_probe=1'), { timeoutMs: 30_000 });
+  const r = await run('nice', qemuArgs('kvm', k, dir, 'tpvm_probe=1'), { timeoutMs: 20_000 });
   const console_ = existsSync(join(dir, 'console.log')) ? readFileSync(join(dir, 'console.log'), 'utf8') : '';
   rmSync(dir, { recursive: true, force: true });
   if (r.code === 0 && console_.includes('tpvm-init: probe ok')) return { accel: 'kvm', why: '/dev/kvm boots a guest' };
-  return { accel: 'tcg', why: r.timedOut ? '/dev/kvm exists but a guest did not boot in 30 s' : `/dev/kvm exists but QEMU failed: ${r.output.trim().split('\n').pop()}` };
+  return { accel: 'tcg', why: r.timedOut ? '/dev/kvm exists but a guest did not boot in 20 s' : `/dev/kvm exists but QEMU failed: ${r.output.trim().split('\n').pop()}` };
 }
 
 function shellQuote(s) {
