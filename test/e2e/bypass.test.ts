@@ -19,19 +19,19 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, PORTS, PROXY_UID, REMOTE_PORTS,
-  conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, meshLinkLocal, probeTcp, runCli, startProxy, uninstallFlags,
+  conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, meshLinkLocal, probeTcp, runCli, selectEngines, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
 import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { useSandbox } from './suite.js';
 
-const ENGINES: Array<{ engine: EngineName; short: string }> = [
+const ENGINES: Array<{ engine: EngineName; short: string }> = selectEngines([
   { engine: 'iptables-nft', short: 'nft' },
   { engine: 'iptables-legacy', short: 'leg' },
   { engine: 'nftables', short: 'nfs' },
   { engine: 'ebpf', short: 'bpf' },
-];
+]);
 const FAMILIES: Family[] = [4, 6];
 
 const PYTHON = '/usr/bin/python3';

@@ -12,6 +12,20 @@ import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EbpfSandbox, PREBUILT, buildDist, buildForeignObject, type EngineRun } from './sandbox.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
+import { requireEbpfKernel } from '../../src/ebpf/preflight.js';
+import { KernelTooOldError } from '../../src/errors.js';
+
+/** The one reason to skip: the engine's own typed "kernel too old" error (the VM matrix runs 5.10). */
+function kernelTooOld(): string {
+  try {
+    requireEbpfKernel();
+    return '';
+  } catch (e) {
+    if (e instanceof KernelTooOldError) return e.message;
+    throw e;
+  }
+}
+const TOO_OLD = kernelTooOld();
 
 let sb: EbpfSandbox | undefined;
 
@@ -73,7 +87,7 @@ async function linkIds(s: EbpfSandbox): Promise<number[]> {
   return (await s.cgroupPrograms()).map((p) => p.id).sort((a, b) => a - b);
 }
 
-describe('eBPF engine lifecycle', () => {
+describe.skipIf(TOO_OLD)(`eBPF engine lifecycle${TOO_OLD ? ` (skipped: ${TOO_OLD})` : ''}`, () => {
   it('installs, is idempotent, updates maps in place, and uninstalls without a trace', async () => {
     sb = await EbpfSandbox.create('life');
     const tp = join(sb.bpffs, 'tp');

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../fixtures/dist.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
-const dir = mkdtempSync(join(tmpdir(), `tpt-summary-${process.pid}-`));
+const dir = mkdtempSync(join(tmpdir(), `tpt-scripts-summary-${process.pid}-`));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function report(name: string, body: object): string {
