@@ -264,14 +264,14 @@ function wrapChild(child: ChildProcess): SandboxProcess {
         return;
       }
       try {
-        await proc.waitForExit(2_000);
+        await proc.waitForExit(scaledMs(2_000));
       } catch {
         try {
           process.kill(proc.pid, 'SIGKILL');
         } catch {
           return;
         }
-        await proc.waitForExit(2_000).catch(() => undefined);
+        await proc.waitForExit(scaledMs(2_000)).catch(() => undefined);
       }
     },
   };

@@ -25,6 +25,7 @@ import {
 import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { useSandbox } from './suite.js';
+import { scaledMs, timeoutScale } from '../../src/sandbox/timeout-scale.js';
 
 const ENGINES: Array<{ engine: EngineName; short: string }> = selectEngines([
   { engine: 'iptables-nft', short: 'nft' },
@@ -41,7 +42,8 @@ const SPOOFED = 99;
 const SPOOFED_MAC = '02:00:00:00:00:99';
 /** Host number of a second address on the mesh host's interface. */
 const SECOND = 12;
-const TOOL_TIMEOUT_S = 3;
+// The tool's own bound on each wait, stretched like every other wait (TPCTL_TEST_TIMEOUT_SCALE).
+const TOOL_TIMEOUT_S = Math.ceil(3 * timeoutScale());
 
 interface ToolResult {
   reply?: Greeting;
@@ -73,7 +75,7 @@ async function tool(sb: Sandbox, who: Runner, args: string[]): Promise<ToolResul
     p = spawnIn(sb, 'mesh', { uid: who.uid, inCgroup: true, argv });
   }
   p.closeStdin();
-  await p.waitForExit((TOOL_TIMEOUT_S + 10) * 1000).catch(async (e: unknown) => {
+  await p.waitForExit(TOOL_TIMEOUT_S * 1000 + scaledMs(10_000)).catch(async (e: unknown) => {
     await p.stop();
     throw e;
   });
@@ -84,14 +86,14 @@ async function tool(sb: Sandbox, who: Runner, args: string[]): Promise<ToolResul
 
 /** Runs `attempt` while a sniffer on the client host counts arriving packets that carry a route. */
 async function routedPacketsDuring(sb: Sandbox, attempt: () => Promise<ToolResult>): Promise<{ result: ToolResult; routed: number }> {
-  const sniffer = spawnIn(sb, 'client', { argv: [PYTHON, TOOL, 'sniff', '--iface', sb.iface.client, '--timeout', String(TOOL_TIMEOUT_S + 5)] });
+  const sniffer = spawnIn(sb, 'client', { argv: [PYTHON, TOOL, 'sniff', '--iface', sb.iface.client, '--timeout', String(TOOL_TIMEOUT_S + scaledMs(5_000) / 1000)] });
   try {
-    await sniffer.waitForLine((l) => l.includes('"ready"'), 5_000);
+    await sniffer.waitForLine((l) => l.includes('"ready"'), scaledMs(5_000));
     const result = await attempt();
     // Packets still in flight (a retransmitted SYN) get a moment, then the sniffer stops.
     await new Promise((r) => setTimeout(r, 300));
     sniffer.closeStdin();
-    await sniffer.waitForExit(5_000);
+    await sniffer.waitForExit(scaledMs(5_000));
     const last = JSON.parse(sniffer.lines.filter(Boolean).at(-1) ?? '{}') as ToolResult;
     if (typeof last.routed !== 'number') throw new Error(`sniffer: ${sniffer.stderr().trim().slice(-300)}`);
     return { result, routed: last.routed };
@@ -351,7 +353,7 @@ for (const { engine, short } of ENGINES) {
         await s.cast.proxy.stop();
         // An ordinary app takes the inbound port on loopback meanwhile: it must not get the traffic either.
         const squatter = spawnIn(s.sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'squat', '--host', '127.0.0.1,::1', '--port', String(PORTS.inbound)] });
-        await squatter.waitForLine((l) => l.includes('"ready"'), 10_000);
+        await squatter.waitForLine((l) => l.includes('"ready"'), scaledMs(10_000));
         const client = { host: 'client' as const };
         for (const f of FAMILIES) {
           await expect(probeTcp(s.sb, client, meshIp(s.sb, f), APP_PORTS.plain, ip(s.sb, f, CLIENT_HOSTS.remote))).rejects.toThrow(/ECONNREFUSED/);
@@ -361,7 +363,7 @@ for (const { engine, short } of ENGINES) {
         await expect(probeTcp(s.sb, client, `${linkLocal}%${s.sb.iface.client}`, APP_PORTS.plain)).rejects.toThrow(/ECONNREFUSED/);
         expect(await raw(6, 'dstopts')).toEqual({ refused: 'RST' });
         squatter.closeStdin();
-        await squatter.waitForExit(5_000);
+        await squatter.waitForExit(scaledMs(5_000));
         expect(JSON.parse(squatter.lines.filter(Boolean).at(-1) ?? '{}')).toEqual({ accepted: [] });
 
         // A proxy that starts after the install: its new listener is found (sockops, for eBPF).
@@ -380,11 +382,11 @@ for (const { engine, short } of ENGINES) {
       const sb = s.sb;
       const remote = ip(sb, 6, CLIENT_HOSTS.remote);
       const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'rthdr-hold', '--host', remote, '--port', '53', '--via', remote, '--timeout', String(TOOL_TIMEOUT_S)] });
-      await held.waitForLine((l) => l.includes('"ready"'), 10_000);
+      await held.waitForLine((l) => l.includes('"ready"'), scaledMs(10_000));
       await installAround(sb, engine, t, held, async () => {
         const { result, routed } = await routedPacketsDuring(sb, async () => {
           held.writeLine('send');
-          await held.waitForExit((TOOL_TIMEOUT_S + 5) * 1000);
+          await held.waitForExit(TOOL_TIMEOUT_S * 1000 + scaledMs(5_000));
           return JSON.parse(held.lines.filter((l) => l.startsWith('{')).at(-1) ?? '{}') as ToolResult;
         });
         expect(routed, JSON.stringify(result)).toBe(0);
@@ -399,11 +401,11 @@ for (const { engine, short } of ENGINES) {
         const sb = s.sb;
         const remote = ip(sb, f, CLIENT_HOSTS.remote);
         const held = spawnIn(sb, 'mesh', { uid: APP_UID, inCgroup: true, argv: [PYTHON, TOOL, 'udp-hold', '--host', remote, '--port', '53', '--timeout', String(TOOL_TIMEOUT_S)] });
-        const before = JSON.parse(await held.waitForLine((l) => l.startsWith('{'), 10_000)) as ToolResult;
+        const before = JSON.parse(await held.waitForLine((l) => l.startsWith('{'), scaledMs(10_000))) as ToolResult;
         expect(before.reply?.via, JSON.stringify(before)).toBe('remote-dns');
         await installAround(sb, engine, t, held, async () => {
           held.writeLine('again');
-          await held.waitForLine(() => held.lines.filter((l) => l.startsWith('{')).length >= 2, (TOOL_TIMEOUT_S + 5) * 1000);
+          await held.waitForLine(() => held.lines.filter((l) => l.startsWith('{')).length >= 2, TOOL_TIMEOUT_S * 1000 + scaledMs(5_000));
           const after = JSON.parse(held.lines.filter((l) => l.startsWith('{'))[1]!) as ToolResult;
           expect(after.reply?.via ?? '', JSON.stringify(after)).not.toBe('remote-dns');
           if (engine === 'ebpf') expect(after).toEqual({ refused: 'EPERM' });

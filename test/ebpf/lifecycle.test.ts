@@ -126,7 +126,7 @@ describe.skipIf(TOO_OLD)(`eBPF engine lifecycle${TOO_OLD ? ` (skipped: ${TOO_OLD
     ok(await sb.install(cfg));
     expect(await portKeys(join(tp, 'tp_out_port_v1'))).toEqual([22]);
 
-    const skLookup = await execa('bpftool', ['-j', 'link', 'show', 'pinned', join(tp, 'links', 'tp_sk_lookup')], { timeout: 10_000 });
+    const skLookup = await execa('bpftool', ['-j', 'link', 'show', 'pinned', join(tp, 'links', 'tp_sk_lookup')], { timeout: scaledMs(10_000) });
     const skLookupLink = JSON.parse(String(skLookup.stdout)) as { type: string; prog_id: number };
     expect(skLookupLink.type).toBe('netns');
     const progIds = [...(await linkIds(sb)), ...(await tcProgIds(sb)), skLookupLink.prog_id];

@@ -17,6 +17,7 @@ import {
 import { createSandbox, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 import { GOLDEN_DIR } from './fixtures.js';
+import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 const app = { host: 'mesh' as const, uid: APP_UID };
 let sb: Sandbox;
@@ -169,7 +170,7 @@ describe('nftables engine', () => {
 function cliWithout(binaries: string[], args: string[]) {
   const hide = binaries.map((b) => `mount --bind /dev/null /usr/sbin/${b}`).join(' && ');
   const argv = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${hide} && exec "$@"`, 'sh', process.execPath, join(distDir, 'cli.js'), ...args];
-  return runIn(sb, 'mesh', argv, { timeoutMs: 30_000 });
+  return runIn(sb, 'mesh', argv, { timeoutMs: scaledMs(30_000) });
 }
 
 /** installNftables with a forced layout, run from dist/ inside the mesh host; resolves to its output lines. */
