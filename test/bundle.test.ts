@@ -15,18 +15,19 @@ import {
 } from '../src/sandbox/harness.js';
 import { createSandbox, runIn, type Sandbox } from '../src/sandbox/sandbox.js';
 import { buildDist, REPO_ROOT } from './fixtures/dist.js';
+import { scaledMs } from '../src/sandbox/timeout-scale.js';
 
 const bundle = join(REPO_ROOT, 'dist', 'tpctl.cjs');
 const cli = join(REPO_ROOT, 'dist', 'cli.js');
 const USER = ['--kuma-dp-user', '5678'];
 
-const run = (file: string, args: string[]) => execa('node', [file, ...args], { reject: false, cwd: '/', timeout: 20_000 });
+const run = (file: string, args: string[]) => execa('node', [file, ...args], { reject: false, cwd: '/', timeout: scaledMs(20_000) });
 
 beforeAll(async () => {
   await buildDist(cli);
   // Bundle the current dist/ (what `make build` does after tsc).
-  await execa('node', ['scripts/bundle.mjs'], { cwd: REPO_ROOT, timeout: 60_000 });
-}, 130_000);
+  await execa('node', ['scripts/bundle.mjs'], { cwd: REPO_ROOT, timeout: scaledMs(60_000) });
+}, scaledMs(130_000));
 
 describe('the bundled CLI', () => {
   it('is what the package bin runs', () => {
@@ -64,7 +65,7 @@ describe('the bundled CLI installs for real (sandbox)', () => {
 
   it.each<EngineName>(['iptables-nft', 'nftables', 'ebpf'])('%s: install redirects, status sees it healthy, uninstall removes', async (engine) => {
     const s = sb!;
-    const tpctl = (args: string[]) => runIn(s, 'mesh', [process.execPath, bundle, ...args], { timeoutMs: 30_000 });
+    const tpctl = (args: string[]) => runIn(s, 'mesh', [process.execPath, bundle, ...args], { timeoutMs: scaledMs(30_000) });
     const inst = await tpctl(['install', 'transparent-proxy', '--kuma-dp-user', String(PROXY_UID), ...engineFlags(engine, s)]);
     expect(inst.exitCode, describeCli(inst)).toBe(0);
     try {
