@@ -113,6 +113,8 @@ export function libbpf(): Binding {
     link_detach: 'int bpf_link_detach(int link_fd)',
     obj_get: 'int bpf_obj_get(const char *pathname)',
     obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
+    prog_get_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
+    obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
     map_create:
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
     map_update: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
@@ -342,6 +344,29 @@ export function objPin(fd: number, path: string): void {
   checkRet('bpf_obj_pin', libbpf().obj_pin!(fd, path), path);
 }
 
+/**
+ * The name of a loaded program (bpf_prog_info.name, 16 bytes at offset 64), or
+ * undefined when no program has that id any more. Used to recognise our programs
+ * by name where no record says which ids are ours (a tc filter).
+ */
+export function programNameById(id: number): string | undefined {
+  const b = libbpf();
+  const fd = Number(b.prog_get_fd_by_id!(id));
+  if (fd === -ENOENT) return undefined;
+  checkRet('bpf_prog_get_fd_by_id', fd, `id ${id}`);
+  try {
+    const info = Buffer.alloc(80);
+    const len = Buffer.alloc(4);
+    writeU32(len, 0, info.length);
+    checkRet('bpf_obj_get_info_by_fd', b.obj_get_info_by_fd!(fd, info, len), `program ${id}`);
+    const name = info.subarray(64, 80);
+    const end = name.indexOf(0);
+    return name.subarray(0, end < 0 ? name.length : end).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
 export const BPF_F_NO_PREALLOC = 1;
 export const BPF_ANY = 0;
@@ -501,6 +526,19 @@ export function tcQueryIngress(ifindex: number, handle: number, priority: number
   if (r === -ENOENT || r === -ENODEV || r === -EINVAL) return undefined;
   checkRet('bpf_tc_query', r, `ifindex ${ifindex}`);
   return readU32(opts, 16);
+}
+
+/**
+ * Whether the interface has a clsact qdisc. A filter query answers EINVAL when the
+ * ingress hook's parent qdisc is missing and ENOENT when only the filter is; handle
+ * and priority 0xffff are never ours (a query needs non-zero values).
+ */
+export function tcClsactExists(ifindex: number): boolean {
+  const r = Number(libbpf().tc_query!(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(0xffff, 0xffff)));
+  if (r === -EINVAL) return false;
+  if (r === -ENOENT || r === 0) return true;
+  checkRet('bpf_tc_query', r, `ifindex ${ifindex}`);
+  return true;
 }
 
 export function tcDetachIngress(ifindex: number, handle: number, priority: number): void {
