@@ -13,12 +13,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
-  addForeignIptablesRules, conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, startCast, uninstallFlags, type EngineName,
+  addForeignIptablesRules, addForeignNftTables, conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, startCast, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
 import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 
-const ENGINES: EngineName[] = ['iptables-nft', 'iptables-legacy', 'ebpf'];
+const ENGINES: EngineName[] = ['iptables-nft', 'iptables-legacy', 'nftables', 'ebpf'];
 const USER = ['--kuma-dp-user', String(PROXY_UID)];
 
 describe('bad input on the real CLI (root, no --dry-run)', () => {
@@ -95,7 +95,8 @@ describe('bad input on the real CLI (root, no --dry-run)', () => {
       flags.push('--exclude-outbound-ips', `::ffff:${s.v4(CLIENT_HOSTS.excludedOutboundIp)}/128`);
       flags.push('--exclude-inbound-ips', `::ffff:${s.v4(CLIENT_HOSTS.excludedInboundSource)}`);
       // Legacy tables cannot be unregistered: with a table of someone else's in place, uninstall restores the host exactly.
-      if (engine !== 'ebpf') await addForeignIptablesRules(s, engine === 'iptables-nft' ? 'nft' : 'legacy');
+      if (engine === 'nftables') await addForeignNftTables(s);
+      else if (engine !== 'ebpf') await addForeignIptablesRules(s, engine === 'iptables-nft' ? 'nft' : 'legacy');
       const before = await engineState(engine, s);
       const r = await runCli(s, ['install', 'transparent-proxy', ...flags, ...engineFlags(engine, s)]);
       expect(r.exitCode, describeCli(r)).toBe(0);

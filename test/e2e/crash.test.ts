@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   APP_UID, EXTRA_CLIENT_HOSTS, REMOTE_PORTS,
-  addForeignIptablesRules, attachForeignCgroupProgram, conformanceFlags, describeCli, distDir, engineFlags, engineState,
+  addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, distDir, engineFlags, engineState,
   probeTcp, runCli, startCast, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
 import { createSandbox, listTree, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
@@ -29,10 +29,11 @@ import { readMounts } from '../../src/host/mounts.js';
 import { DEFAULT_STATE_DIR, journalPath } from '../../src/ebpf/bpffs-journal.js';
 import { STEP_STOPPED_PREFIX, STEP_TRACE_PREFIX } from '../../src/steps.js';
 
-/** One entry per engine; another engine (nftables) is one more entry here and in the harness. */
+/** One entry per engine (and its flags, state and foreign objects in the harness). */
 const ENGINES: Array<{ engine: EngineName; short: string }> = [
   { engine: 'iptables-nft', short: 'nft' },
   { engine: 'iptables-legacy', short: 'leg' },
+  { engine: 'nftables', short: 'nfs' },
   { engine: 'ebpf', short: 'bpf' },
 ];
 
@@ -169,6 +170,7 @@ for (const { engine, short } of ENGINES) {
       ctx.sb = await createSandbox({ name: `tpe2e-i7crash-${short}-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
       await startCast(ctx.sb);
       if (engine === 'ebpf') await attachForeignCgroupProgram(ctx.sb);
+      else if (engine === 'nftables') await addForeignNftTables(ctx.sb);
       else await addForeignIptablesRules(ctx.sb, engine === 'iptables-nft' ? 'nft' : 'legacy');
       before = await hostState();
 
