@@ -21,21 +21,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   APP_UID, EXTRA_CLIENT_HOSTS, REMOTE_PORTS,
   addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, distDir, engineFlags, engineState,
-  probeTcp, runCli, startCast, uninstallFlags, type EngineName,
+  probeTcp, runCli, startCast, uninstallFlags,
 } from '../../src/sandbox/harness.js';
 import { createSandbox, listTree, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 import { readMounts } from '../../src/host/mounts.js';
 import { DEFAULT_STATE_DIR, journalPath } from '../../src/ebpf/bpffs-journal.js';
 import { STEP_STOPPED_PREFIX, STEP_TRACE_PREFIX } from '../../src/steps.js';
+import { ALL_ENGINES } from './suite.js';
 
-/** One entry per engine (and its flags, state and foreign objects in the harness). */
-const ENGINES: Array<{ engine: EngineName; short: string }> = [
-  { engine: 'iptables-nft', short: 'nft' },
-  { engine: 'iptables-legacy', short: 'leg' },
-  { engine: 'nftables', short: 'nfs' },
-  { engine: 'ebpf', short: 'bpf' },
-];
+const ENGINES = ALL_ENGINES;
 
 /**
  * The steps `make test` kills at when not all are asked for: each kind of state an
