@@ -528,19 +528,6 @@ export function tcQueryIngress(ifindex: number, handle: number, priority: number
   return readU32(opts, 16);
 }
 
-/**
- * Whether the interface has a clsact qdisc. A filter query answers EINVAL when the
- * ingress hook's parent qdisc is missing and ENOENT when only the filter is; handle
- * and priority 0xffff are never ours (a query needs non-zero values).
- */
-export function tcClsactExists(ifindex: number): boolean {
-  const r = Number(libbpf().tc_query!(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(0xffff, 0xffff)));
-  if (r === -EINVAL) return false;
-  if (r === -ENOENT || r === 0) return true;
-  checkRet('bpf_tc_query', r, `ifindex ${ifindex}`);
-  return true;
-}
-
 export function tcDetachIngress(ifindex: number, handle: number, priority: number): void {
   checkRet('bpf_tc_detach', libbpf().tc_detach!(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(handle, priority)), `ifindex ${ifindex}`);
 }
