@@ -15,13 +15,13 @@ const oneLine = (f: () => unknown): string => {
 };
 
 describe('config sources are read with a size limit', () => {
-  it('a file over 1 MiB is refused, and the reader stops at the limit', async () => {
+  it('a file over 16 MiB is refused, and the reader stops at the limit', async () => {
     const dir = mkdtempSync(join(tmpdir(), `tpt-i7-load-${process.pid}-`));
     try {
       const big = join(dir, 'big.yaml');
       writeFileSync(big, 'x'.repeat(CONFIG_MAX_BYTES + 1));
       await expect(defaultConfigReaders.readFile(big)).rejects.toBeInstanceOf(ConfigTooLargeError);
-      await expect(loadConfigFiles([big])).rejects.toThrow(`--config: ${big} is larger than 1 MiB, the limit for config files`);
+      await expect(loadConfigFiles([big])).rejects.toThrow(`--config: ${big} is larger than 16 MiB, the limit for config files`);
       const fits = join(dir, 'fits.yaml');
       writeFileSync(fits, `wait: 3\n#${'x'.repeat(CONFIG_MAX_BYTES - 20)}`);
       expect((await loadConfigFiles([fits]))[0]?.data).toEqual({ wait: 3 });
