@@ -61,7 +61,7 @@ describe('bad input on the real CLI (root, no --dry-run)', () => {
       /^error: --exclude-inbound-ports: "x{40}"… \(100000 characters\) is not a port or range \(expected .+\)$/],
     ['a duplicate key in a JSON config', () => ['install', 'transparent-proxy', ...USER, '--config', '-'],
       /^error: <stdin>: redirect\.inbound\.port: key given twice \(keep one of them\)$/, '{"redirect": {"inbound": {"port": 15006, "port": 15007}}}'],
-    ['an unknown command', () => ['frobnicate', 'transparent-proxy'], /^error: unknown command 'frobnicate' \(expected install or uninstall\)$/],
+    ['an unknown command', () => ['frobnicate', 'transparent-proxy'], /^error: unknown command 'frobnicate' \(expected install, uninstall, status or verify\)$/],
     ['a misspelt command', () => ['instal', 'transparent-proxy', ...USER], /^error: unknown command 'instal' \(did you mean install\?\)$/],
     ['transparent-proxy missing', () => ['install', '--kuma-dp-user=5678'], /^error: install: missing what to install \(expected: tpctl install transparent-proxy \[flags\]\)$/],
     ['transparent-proxy misspelt', () => ['uninstall', 'transparent-proxyy'], /^error: uninstall: unknown target 'transparent-proxyy' \(did you mean transparent-proxy\?\)$/],
