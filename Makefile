@@ -27,7 +27,7 @@ BPF_HDR := $(wildcard bpf/include/*.h)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu \
 	-fdebug-prefix-map=$(CURDIR)=. -fno-ident
 
-.PHONY: build typecheck deps deps-apt deps-npm bpf bpf-check test test-vm test-summary test-unit demo bench clean
+.PHONY: build typecheck deps deps-apt deps-npm bpf bpf-check test test-vm test-summary test-unit test-crash demo bench clean
 
 deps: deps-apt deps-npm
 
@@ -97,11 +97,17 @@ test-vm: deps build
 test-summary:
 	@node scripts/test-summary.mjs reports/vitest.json $(VM_REPORTS)
 
+# Kills the real CLI with SIGKILL at every step of install and uninstall, for every
+# engine, and checks both recovery paths (make test runs a sample of the eBPF steps).
+test-crash: deps build typecheck
+	TPCTL_CRASH_STEPS=all npx vitest run test/e2e/crash.test.ts
+
 # Only the tests that need no root (checked by running them as nobody).
 UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
 	test/host/resolvconf.test.ts test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
 	test/iptables/save.test.ts test/iptables/canonical.test.ts test/iptables/firewalld.test.ts test/iptables/record.test.ts test/nftables/render.test.ts test/nftables/listing.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts test/ebpf/map-limits.test.ts \
-	test/sandbox/harness.test.ts test/sandbox/timeout-scale.test.ts test/scripts/test-summary.test.ts
+	test/sandbox/harness.test.ts test/sandbox/timeout-scale.test.ts test/scripts/test-summary.test.ts \
+	test/steps.test.ts test/host/private-dir.test.ts test/ebpf/pin-dir.test.ts
 
 test-unit: build typecheck
 	npx vitest run $(UNIT_TESTS)

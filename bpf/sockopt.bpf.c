@@ -3,8 +3,11 @@
  * sockopt.bpf.c — answers getsockopt(SO_ORIGINAL_DST) for the proxy, which is how
  * Envoy (and any iptables-era proxy) recovers where a captured connection was going.
  *
- * The hook runs after the kernel's own getsockopt; with no conntrack entry that one
- * failed, so a non-zero ctx->retval is the cue to answer. Two kinds of socket:
+ * The hook runs after the kernel's own getsockopt. For a connection connect4/6
+ * redirected, tp_flow_v1's record is the answer even when the kernel answered (with
+ * conntrack on in the netns it reports the rewritten address, the listener);
+ * otherwise a kernel answer stands and a failed one is the cue to answer. Two kinds
+ * of socket:
  *   - redirected by connect4/6: accepted on the outbound listener (local port ==
  *     outbound_port, or dns_port for DNS over TCP), or on the inbound listener at a
  *     loopback address (the proxy's own connection to a local address); its peer is
@@ -79,8 +82,6 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 	if (ctx->optname != TP_SO_ORIGINAL_DST ||
 	    (level != TP_SOL_IP && level != TP_SOL_IPV6))
 		return TP_ALLOW;
-	if (ctx->retval == 0) /* the kernel (conntrack) already answered */
-		return TP_ALLOW;
 	cfg = tp_config();
 	if (!cfg || !sk || sk->protocol != IPPROTO_TCP)
 		return TP_ALLOW;
@@ -106,6 +107,12 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 		tp_flow_key(&peer, &remote);
 		answer = bpf_map_lookup_elem(&tp_flow_v1, &peer);
 	}
+	/* Ours was rewritten by connect4/6: conntrack, when something in this netns
+	 * turned it on, answers with the rewritten address (the listener), so our
+	 * record wins even over a successful kernel answer. Otherwise a kernel answer
+	 * stands (a NAT somebody else made). */
+	if (!answer && ctx->retval == 0)
+		return TP_ALLOW;
 	/* a connection handed to the listener by tc or sk_lookup (any local address:
 	 * instance IP, link-local, a second address): nothing was rewritten */
 	if (!answer && !tp_is_local(&local))

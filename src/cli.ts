@@ -15,6 +15,7 @@ import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
 import { CONFIG_PATH, UNIT_NAME } from './persist/boot.js';
 import { STATUS_EXIT, VERIFY_EXIT } from './commands/exit-codes.js';
+import { Steps, stepHooksFromEnv } from './steps.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -124,7 +125,7 @@ function givenFlags(cmd: Command): Record<string, string | boolean | string[]> {
 interface Verb {
   addOptions(cmd: Command): Command;
   description: string;
-  run(flags: Record<string, unknown>, logger: Logger, env: CliIo['env']): Promise<CommandResult>;
+  run(flags: Record<string, unknown>, logger: Logger, env: CliIo['env'], steps: Steps): Promise<CommandResult>;
   /** The summary line after a change, and after a run that found nothing to change. */
   done: string;
   noop: string;
@@ -136,16 +137,16 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
     // Commands (and through them the engines) load only when one runs: --help and
     // --version stay fast, and a dry run never loads libbpf or execa.
-    run: async ({ persist, ...flags }, logger, env) =>
-      (await import('./commands/install.js')).install(flags as RawFlags, { logger, env, persist: persist === true }),
+    run: async ({ persist, ...flags }, logger, env, steps) =>
+      (await import('./commands/install.js')).install(flags as RawFlags, { logger, env, persist: persist === true, steps }),
     done: 'transparent proxy installed',
     noop: 'transparent proxy already installed with these settings; nothing changed',
   },
   uninstall: {
     addOptions: addUninstallOptions,
     description: 'remove everything install added',
-    run: async ({ keepPersisted, ...flags }, logger, env) =>
-      (await import('./commands/uninstall.js')).uninstall(flags as RawUninstallFlags, { logger, env, keepPersisted: keepPersisted === true }),
+    run: async ({ keepPersisted, ...flags }, logger, env, steps) =>
+      (await import('./commands/uninstall.js')).uninstall(flags as RawUninstallFlags, { logger, env, keepPersisted: keepPersisted === true, steps }),
     done: 'transparent proxy removed',
     noop: 'nothing to remove: no transparent proxy installed',
   },
@@ -218,7 +219,7 @@ function addVerifyCommand(program: Command, io: CliIo, exit: ExitHolder): void {
     });
 }
 
-function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 }): Command {
+function buildProgram(io: CliIo, logger: Logger, steps: Steps, exit: ExitHolder = { code: 0 }): Command {
   const program = new Command('tpctl');
   program
     .description('Transparent proxying for a service-mesh sidecar (kumactl install/uninstall transparent-proxy): iptables, nftables or eBPF')
@@ -251,7 +252,7 @@ function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 })
       .description(v.description)
       .action(async (_opts, cmd: Command) => {
         // The result lines (what was done, or the dry-run text), then a one-line summary.
-        const result = await v.run(givenFlags(cmd), logger, io.env);
+        const result = await v.run(givenFlags(cmd), logger, io.env, steps);
         for (const line of result.lines) io.stdout(`${line}\n`);
         if (!result.dryRun) io.stdout(`${result.changed ? v.done : v.noop}\n`);
       });
@@ -259,6 +260,60 @@ function buildProgram(io: CliIo, logger: Logger, exit: ExitHolder = { code: 0 })
   addStatusCommand(program, io, exit);
   addVerifyCommand(program, io, exit);
   return program;
+}
+
+/** Edit distance, for "did you mean" on command words. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  const best = candidates.map((c) => ({ c, d: editDistance(word.toLowerCase(), c) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.max(2, Math.floor(best.c.length / 3)) ? best.c : undefined;
+}
+
+const shortWord = (w: string): string => (w.length > 40 ? `${w.slice(0, 40)}…` : w);
+
+const TARGET = 'transparent-proxy';
+/** The read-only commands (status, verify), besides the VERBS that change the host. */
+const READ_ONLY_COMMANDS = ['status', 'verify'];
+
+/**
+ * `tpctl VERB transparent-proxy [flags]`: the two words are checked before commander
+ * sees them, so a typo in either is named as such (commander would call a wrong verb
+ * "too many arguments" and a missing target an unknown option of the verb).
+ */
+function checkCommandWords(argv: string[]): void {
+  const [verb, target] = argv;
+  if (verb === undefined || verb.startsWith('-') || verb === 'help') return; // --help, --version, no command
+  const commands = [...Object.keys(VERBS), ...READ_ONLY_COMMANDS];
+  if (!commands.includes(verb)) {
+    const guess = closest(verb, commands);
+    throw new UsageError(`unknown command '${shortWord(verb)}' (${guess ? `did you mean ${guess}?` : 'expected install, uninstall, status or verify'})`);
+  }
+  if (target === undefined || target.startsWith('-')) {
+    if (argv.includes('--help') || argv.includes('-h')) return;
+    const what = verb in VERBS ? `what to ${verb}` : 'what';
+    throw new UsageError(`${verb}: missing ${what} (expected: ${verb in VERBS ? `tpctl ${verb} ${TARGET} [flags]` : TARGET})`);
+  }
+  if (target !== TARGET) {
+    const guess = closest(target, [TARGET]);
+    throw new UsageError(`${verb}: unknown target '${shortWord(target)}' (${guess ? `did you mean ${guess}?` : `expected: ${TARGET}`})`);
+  }
+}
+
+/** Values are excerpted where messages are made; this bounds whatever slipped through (full text with --verbose). */
+const ERROR_LINE_MAX = 600;
+function capped(line: string, verbose: boolean): string {
+  return verbose || line.length <= ERROR_LINE_MAX ? line : `${line.slice(0, ERROR_LINE_MAX)}… (cut; --verbose shows all of it)`;
 }
 
 function oneLine(text: string): string {
@@ -281,26 +336,29 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     },
   };
   try {
+    checkCommandWords(argv);
     const exit: ExitHolder = { code: 0 };
-    await buildProgram(io, logger, exit).parseAsync(argv, { from: 'user' });
+    // Test-only step hooks, read here once (TPCTL_FAIL_AT, TPCTL_STOP_AT, TPCTL_TRACE_STEPS).
+    const steps = new Steps(stepHooksFromEnv(io.env));
+    await buildProgram(io, logger, steps, exit).parseAsync(argv, { from: 'user' });
     return exit.code;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-      io.stderr(`error: ${oneLine(e.message)}\n`);
+      io.stderr(`error: ${capped(oneLine(e.message), verbose)}\n`);
       return 2;
     }
     if (e instanceof UsageError) {
-      io.stderr(`error: ${e.message}\n`);
+      io.stderr(`error: ${capped(e.message, verbose)}\n`);
       return 2;
     }
     if (isTpError(e)) {
-      io.stderr(`error: ${e.oneLine()}\n`);
+      io.stderr(`error: ${capped(e.oneLine(), verbose)}\n`);
       if (verbose && e.stack) io.stderr(`${e.stack}\n`);
       return e.exitCode;
     }
     const err = e instanceof Error ? e : new Error(String(e));
-    io.stderr(`error: ${oneLine(err.message) || err.name}\n`);
+    io.stderr(`error: ${capped(oneLine(err.message), verbose) || err.name}\n`);
     if (verbose && err.stack) io.stderr(`${err.stack}\n`);
     return 1;
   }

@@ -15,6 +15,7 @@ import { resolveConfig, systemHostLookups, type HostLookups } from '../config/re
 import type { RawFlags } from '../config/schema.js';
 import { engineOf, silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
 import { writeBootPersistence } from '../persist/boot.js';
+import { Steps } from '../steps.js';
 
 export interface CommandOptions {
   logger?: Logger;
@@ -28,6 +29,8 @@ export interface CommandOptions {
   persist?: boolean;
   /** uninstall: keep what --persist wrote (the boot unit's own ExecStop). */
   keepPersisted?: boolean;
+  /** Step hooks for crash-safety tests (the CLI builds them from its environment). */
+  steps?: Steps;
 }
 
 /** What a command did, and whether it was a dry run (which may be set in a config file, not only by flag). */
@@ -46,7 +49,7 @@ export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): 
   const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
   const { config, warnings, notes = [] } = resolveConfig({ flags, files, env: opts.env }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
-  const result = await installResolved(config, log);
+  const result = await installResolved(config, log, opts.steps);
   if (opts.persist && !config.dryRun) result.lines.push(...(await writeBootPersistence(config)));
   // A note in a dry run is a comment, so the printed nft script stays one that `nft -f` reads.
   const noteLines = notes.map((n) => (config.dryRun ? `# ${n}` : n));
@@ -65,7 +68,7 @@ export function renderDryRun(cfg: TransparentProxyConfig): string {
 }
 
 /** Installs an already resolved configuration with the engine it selects. */
-export async function installResolved(cfg: TransparentProxyConfig, log: Logger = silentLogger): Promise<EngineResult> {
+export async function installResolved(cfg: TransparentProxyConfig, log: Logger = silentLogger, steps = new Steps()): Promise<EngineResult> {
   if (cfg.dryRun) return { changed: false, lines: renderDryRun(cfg).split('\n') };
   const engine = engineOf(cfg);
   requireCapabilities('install transparent-proxy', engine === 'ebpf' ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
@@ -88,9 +91,9 @@ export async function installResolved(cfg: TransparentProxyConfig, log: Logger =
       const tables = await hasNftablesInstall();
       if (tables.length > 0) throw engineConflict(`tpctl's nftables table is installed (${tables.map((f) => `${f} tpctl`).join(', ')})`);
     }
-    if (engine === 'ebpf') return installEbpf(cfg, log);
-    if (engine === 'nftables') return installNftables(cfg, log);
-    return installIptables(cfg, log);
+    if (engine === 'ebpf') return installEbpf(cfg, log, { steps });
+    if (engine === 'nftables') return installNftables(cfg, log, { steps });
+    return installIptables(cfg, log, { steps });
   });
 }
 

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import type { Cidr, IpFamily } from './types.js';
-import { ValueError } from './value-error.js';
+import { quoteValue, ValueError } from './value-error.js';
 
 export interface ParsedAddress {
   family: IpFamily;
@@ -78,10 +78,27 @@ export function formatAddress(addr: ParsedAddress): string {
   return `${left}::${right}`;
 }
 
-/** Canonical text of an address, or undefined when it is not one. */
+/** True for ::ffff:a.b.c.d, the IPv6 spelling of an IPv4 address (RFC 4291 2.5.5.2). */
+function isV4Mapped(addr: ParsedAddress): boolean {
+  if (addr.family !== 'ipv6') return false;
+  return addr.bytes.slice(0, 10).every((b) => b === 0) && addr.bytes[10] === 0xff && addr.bytes[11] === 0xff;
+}
+
+/**
+ * An IPv4-mapped IPv6 address becomes the IPv4 address it stands for: no packet on
+ * the wire carries the mapped form, so an ip6tables rule or IPv6 map entry with it
+ * could never match and the IPv4 address would silently go unhandled.
+ */
+function unmapped(addr: ParsedAddress): ParsedAddress {
+  return isV4Mapped(addr) ? { family: 'ipv4', bytes: addr.bytes.slice(12) } : addr;
+}
+
+/** Canonical text of an address (IPv4-mapped IPv6 as IPv4), or undefined when it is not one. */
 export function canonicalAddress(text: string): { family: IpFamily; address: string } | undefined {
   const parsed = parseAddress(text.trim());
-  return parsed && { family: parsed.family, address: formatAddress(parsed) };
+  if (!parsed) return undefined;
+  const addr = unmapped(parsed);
+  return { family: addr.family, address: formatAddress(addr) };
 }
 
 function maskBytes(bytes: number[], prefixLength: number): number[] {
@@ -100,23 +117,35 @@ export function parseCidr(text: string, opts: { requirePrefix?: boolean } = {}):
   const trimmed = text.trim();
   const slash = trimmed.indexOf('/');
   const addrText = slash < 0 ? trimmed : trimmed.slice(0, slash);
-  const addr = parseAddress(addrText);
-  if (!addr) throw new ValueError(`${JSON.stringify(trimmed)} is not an IP address or CIDR`, CIDR_EXAMPLES);
-  const max = addr.family === 'ipv4' ? 32 : 128;
+  const parsed = parseAddress(addrText);
+  if (!parsed) throw new ValueError(`${quoteValue(trimmed)} is not an IP address or CIDR`, CIDR_EXAMPLES);
+  const max = parsed.family === 'ipv4' ? 32 : 128;
   let prefixLength = max;
   if (slash < 0) {
     if (opts.requirePrefix) {
-      throw new ValueError(`${JSON.stringify(trimmed)} has no prefix length`, `expected a CIDR such as 172.17.0.0/16`);
+      throw new ValueError(`${quoteValue(trimmed)} has no prefix length`, `expected a CIDR such as 172.17.0.0/16`);
     }
   } else {
     const lenText = trimmed.slice(slash + 1);
     if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > max) {
       throw new ValueError(
-        `${JSON.stringify(trimmed)} has an invalid prefix length`,
-        `expected /0 to /${max} for ${addr.family === 'ipv4' ? 'IPv4' : 'IPv6'}`,
+        `${quoteValue(trimmed)} has an invalid prefix length`,
+        `expected /0 to /${max} for ${parsed.family === 'ipv4' ? 'IPv4' : 'IPv6'}`,
       );
     }
     prefixLength = Number(lenText);
+  }
+  let addr = parsed;
+  if (isV4Mapped(parsed)) {
+    // ::ffff:10.0.0.0/104 is 10.0.0.0/8; a shorter prefix reaches beyond the mapped block.
+    if (prefixLength < 96) {
+      throw new ValueError(
+        `${quoteValue(trimmed)} is an IPv4-mapped address with a prefix shorter than /96`,
+        'write the IPv4 form, e.g. 10.0.0.0/8 (::ffff:0:0/96 prefixes /96 to /128 are converted to IPv4)',
+      );
+    }
+    addr = unmapped(parsed);
+    prefixLength -= 96;
   }
   const network = formatAddress({ family: addr.family, bytes: maskBytes(addr.bytes, prefixLength) });
   return { family: addr.family, address: network, prefixLength };

@@ -35,7 +35,7 @@ import type {
   TransparentProxyConfig,
   UninstallConfig,
 } from './types.js';
-import { ValueError } from './value-error.js';
+import { quoteValue, ValueError } from './value-error.js';
 import * as v from './values.js';
 
 export interface HostLookups {
@@ -166,7 +166,7 @@ function describeReceived(x: unknown): string {
   if (x === null || x === undefined) return 'nothing';
   if (Array.isArray(x)) return 'a list';
   if (typeof x === 'object') return 'a mapping';
-  return `${typeof x} ${JSON.stringify(x)}`;
+  return `${typeof x} ${typeof x === 'string' ? quoteValue(x) : String(x)}`;
 }
 
 function valueAtPath(data: unknown, path: (string | number)[]): unknown {
@@ -317,6 +317,15 @@ export function resolveConfig(input: ResolveInput, host: HostLookups = systemHos
   // Deprecated flags kumactl still accepts.
   if (flags.kumaDpUid !== undefined) {
     if (flags.kumaDpUser !== undefined) {
+      // Both name the proxy's user: the same user is redundant, two different ones a mistake.
+      const viaUser = resolveUser(parseAt('--kuma-dp-user', () => v.parseUserSpec(flags.kumaDpUser)), '--kuma-dp-user', host.users);
+      const viaUid = resolveUser(parseAt('--kuma-dp-uid', () => v.parseUserSpec(flags.kumaDpUid)), '--kuma-dp-uid', host.users);
+      if (viaUser.uid !== viaUid.uid) {
+        throw new ConfigError(
+          `--kuma-dp-uid: uid ${viaUid.uid} is not the user --kuma-dp-user names (uid ${viaUser.uid})`,
+          { hint: '--kuma-dp-uid is a deprecated alias of --kuma-dp-user: pass only --kuma-dp-user' },
+        );
+      }
       warnings.push('--kuma-dp-uid is deprecated and ignored because --kuma-dp-user is given');
     } else {
       warnings.push('--kuma-dp-uid is deprecated; use --kuma-dp-user (it takes a uid or a name)');

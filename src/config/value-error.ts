@@ -12,3 +12,17 @@ export class ValueError extends Error {
     this.name = 'ValueError';
   }
 }
+
+/** The longest stretch of a bad value an error message repeats. */
+export const QUOTE_MAX_CHARS = 40;
+
+/**
+ * A bad value as an error message shows it: JSON-quoted (control characters
+ * escaped) and cut to its first QUOTE_MAX_CHARS characters, so a pasted file or a
+ * binary blob gives one short line rather than echoing itself.
+ */
+export function quoteValue(v: unknown): string {
+  const text = typeof v === 'string' ? v : String(v);
+  if (text.length <= QUOTE_MAX_CHARS) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, QUOTE_MAX_CHARS))}… (${text.length} characters)`;
+}

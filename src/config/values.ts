@@ -6,9 +6,9 @@
  */
 import type { Cidr, IpFamilyMode, PortRange, UidPortExclusion, UidRange, VirtualNetwork } from './types.js';
 import { canonicalAddress, parseCidr } from './net.js';
-import { ValueError } from './value-error.js';
+import { quoteValue, ValueError } from './value-error.js';
 
-const q = (v: unknown): string => JSON.stringify(typeof v === 'string' ? v : String(v));
+const q = quoteValue;
 
 export const MAX_UID = 4294967294; // (uid_t)-1 is reserved as "no uid"
 
@@ -31,9 +31,13 @@ function listItems(v: unknown, expected: string, splitCommas: boolean): string[]
   const items: string[] = [];
   for (const item of raw) {
     const text = scalarText(item, expected);
+    // An empty value is an empty list (a flag clearing a file's list); an empty item
+    // inside a list (`80,,443`, `80,`) is most likely a typo and is refused.
+    if (text === '') continue;
     for (const piece of splitCommas ? text.split(',') : [text]) {
       const t = piece.trim();
-      if (t !== '') items.push(t);
+      if (t === '') throw new ValueError(`${q(text)} has an empty item between commas`, expected);
+      items.push(t);
     }
   }
   return items;

@@ -15,14 +15,14 @@ import {
   attachNetnsPinned,
   detachPinnedLink,
   programFd,
+  programNameById,
   tcAttachIngress,
   tcDetachIngress,
-  tcHookCreate,
   tcHookDestroy,
   tcQueryIngress,
 } from './libbpf.js';
 import type { LoadedObjects } from './loader.js';
-import { TC_HANDLE, TC_PRIORITY, type ProgramSpec } from './spec.js';
+import { TC_HANDLE, TC_PRIORITY, TC_PROGRAM, type AttachTarget, type ProgramSpec } from './spec.js';
 import type { TcRecord } from './state.js';
 
 /** Identity of this process's network namespace, e.g. `net:[4026531840]`. */
@@ -64,6 +64,20 @@ export function attachNetnsProgram(loaded: LoadedObjects, prog: ProgramSpec, pin
   }
 }
 
+/** Attaches a program of any linked hook (spec.ts linkedPrograms) and pins its link at `pin`. */
+export function attachLinked(loaded: LoadedObjects, prog: ProgramSpec, target: AttachTarget, pin: string): void {
+  switch (prog.hook) {
+    case 'cgroup':
+      attachCgroupProgram(loaded, prog, target.cgroupPath, pin);
+      return;
+    case 'netns':
+      attachNetnsProgram(loaded, prog, pin);
+      return;
+    default:
+      throw new EngineError(`program ${prog.name}: hook ${prog.hook} is not attached through a link`);
+  }
+}
+
 /** Detaches and unpins one link; a pin that is already gone is fine. */
 export function detachLink(pin: string): void {
   if (!existsSync(pin)) return;
@@ -76,25 +90,40 @@ export function detachLink(pin: string): void {
   unlinkSync(pin);
 }
 
-export function attachTc(loaded: LoadedObjects, iface: string, ifindex: number, onClsactCreated: () => void): TcRecord {
-  const createdClsact = tcHookCreate(ifindex);
-  if (createdClsact) onClsactCreated();
-  let progId: number;
+/** Adds our ingress filter (the clsact qdisc must exist); returns the attached program id. */
+export function attachTcFilter(loaded: LoadedObjects, iface: string, ifindex: number): number {
   try {
-    progId = tcAttachIngress(ifindex, programFd(loaded.program('tp_tc_ingress')), TC_HANDLE, TC_PRIORITY);
+    return tcAttachIngress(ifindex, programFd(loaded.program(TC_PROGRAM)), TC_HANDLE, TC_PRIORITY);
   } catch (e) {
     if (e instanceof LibbpfError && e.errno === EEXIST) {
       throw new EngineError(
         `tc ${iface} ingress: a filter with handle 0x${TC_HANDLE.toString(16)} priority ${TC_PRIORITY} already exists`,
         {
-          hint: `left by an install whose state was lost? remove it: tc filter del dev ${iface} ingress pref ${TC_PRIORITY} handle 0x${TC_HANDLE.toString(16)} bpf`,
+          hint: `not tpctl's (its program is not ${TC_PROGRAM}): remove it: tc filter del dev ${iface} ingress pref ${TC_PRIORITY} handle 0x${TC_HANDLE.toString(16)} bpf`,
           cause: e,
         },
       );
     }
     throw e;
   }
-  return { iface, ifindex, handle: TC_HANDLE, priority: TC_PRIORITY, progId, createdClsact, netns: currentNetns() };
+}
+
+/**
+ * The program id of the filter at our handle and priority when it is ours: the
+ * recorded id, or (the record does not know it: the install was killed between attach
+ * and record) a program named like our tc program.
+ */
+export function ourTcFilter(ifindex: number, recordedProgId: number): number | undefined {
+  let current: number | undefined;
+  try {
+    current = tcQueryIngress(ifindex, TC_HANDLE, TC_PRIORITY);
+  } catch (e) {
+    if (!(e instanceof LibbpfError)) throw e;
+    return undefined; // the interface is gone, and any filter with it
+  }
+  if (current === undefined) return undefined;
+  if (recordedProgId !== 0) return current === recordedProgId ? current : undefined;
+  return programNameById(current) === TC_PROGRAM ? current : undefined;
 }
 
 /** Whether our filter (same program id) is still there. */
@@ -112,25 +141,31 @@ export function tcFilterPresent(rec: TcRecord): boolean {
  */
 export function detachTc(rec: TcRecord): string[] {
   const warnings: string[] = [];
-  let current: number | undefined;
-  try {
-    current = tcQueryIngress(rec.ifindex, rec.handle, rec.priority);
-  } catch (e) {
-    if (!(e instanceof LibbpfError)) throw e;
-    current = undefined; // the interface is gone, and our filter with it
-  }
-  if (current === rec.progId) {
+  const ours = ourTcFilter(rec.ifindex, rec.progId);
+  if (ours !== undefined) {
     tcDetachIngress(rec.ifindex, rec.handle, rec.priority);
-  } else if (current !== undefined) {
-    warnings.push(`tc ${rec.iface} ingress: the filter at handle 0x${rec.handle.toString(16)} runs program ${current}, not ours (${rec.progId}); left alone`);
+  } else {
+    let current: number | undefined;
+    try {
+      current = tcQueryIngress(rec.ifindex, rec.handle, rec.priority);
+    } catch {
+      current = undefined;
+    }
+    if (current !== undefined) {
+      warnings.push(`tc ${rec.iface} ingress: the filter at handle 0x${rec.handle.toString(16)} runs program ${current}, not ours (${rec.progId}); left alone`);
+    }
   }
-  if (rec.createdClsact) {
+  if (rec.createdClsact === true) {
     try {
       tcHookDestroy(rec.ifindex);
     } catch (e) {
       // Already gone (ENOENT), or the interface with it (ENODEV/EINVAL).
       if (!(e instanceof LibbpfError) || ![ENOENT, ENODEV, EINVAL].includes(e.errno)) throw e;
     }
+  } else if (rec.createdClsact === null) {
+    warnings.push(
+      `tc ${rec.iface}: the interrupted install may have created its clsact qdisc; left in place (it holds none of our filters; tc qdisc del dev ${rec.iface} clsact removes it)`,
+    );
   }
   return warnings;
 }

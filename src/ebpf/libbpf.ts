@@ -113,6 +113,8 @@ export function libbpf(): Binding {
     link_detach: 'int bpf_link_detach(int link_fd)',
     obj_get: 'int bpf_obj_get(const char *pathname)',
     obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
+    prog_get_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
+    obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
     map_create:
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
     map_update: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
@@ -340,6 +342,29 @@ export function objGet(path: string): number {
 
 export function objPin(fd: number, path: string): void {
   checkRet('bpf_obj_pin', libbpf().obj_pin!(fd, path), path);
+}
+
+/**
+ * The name of a loaded program (bpf_prog_info.name, 16 bytes at offset 64), or
+ * undefined when no program has that id any more. Used to recognise our programs
+ * by name where no record says which ids are ours (a tc filter).
+ */
+export function programNameById(id: number): string | undefined {
+  const b = libbpf();
+  const fd = Number(b.prog_get_fd_by_id!(id));
+  if (fd === -ENOENT) return undefined;
+  checkRet('bpf_prog_get_fd_by_id', fd, `id ${id}`);
+  try {
+    const info = Buffer.alloc(80);
+    const len = Buffer.alloc(4);
+    writeU32(len, 0, info.length);
+    checkRet('bpf_obj_get_info_by_fd', b.obj_get_info_by_fd!(fd, info, len), `program ${id}`);
+    const name = info.subarray(64, 80);
+    const end = name.indexOf(0);
+    return name.subarray(0, end < 0 ? name.length : end).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;

@@ -12,6 +12,8 @@ import { requireCapabilities } from '../host/capabilities.js';
 import { currentKernel, requireKernel, type KernelVersion } from '../host/kernel.js';
 import { findCgroup2Mount, mountOf, readMounts, type MountEntry } from '../host/mounts.js';
 import { interfaceWithAddress, isUp, listInterfaces, type NetInterface } from '../host/interfaces.js';
+import { requirePrivateDir } from '../host/private-dir.js';
+import { requireOwnPinDir } from './pin-dir.js';
 import { libbpf } from './libbpf.js';
 import { OBJECT_FILES, type AttachTarget } from './spec.js';
 
@@ -142,8 +144,12 @@ export async function preflightInstall(cfg: TransparentProxyConfig): Promise<Ins
 
   const mounts = readMounts();
   const cgroupPath = resolveCgroup(cfg.ebpf.cgroupPath, mounts);
+  const bpffsWhat = `--ebpf-bpffs-path ${resolve(cfg.ebpf.bpffsPath)}`;
+  // Before anything is read from it: no symlink on the way, root-only all along.
+  requirePrivateDir(bpffsWhat, cfg.ebpf.bpffsPath);
   const bpffs = planBpffs(cfg.ebpf.bpffsPath, mounts);
   if (bpffs.mount) requireCapabilities(`mount bpffs at ${bpffs.path}`, ['SYS_ADMIN']);
+  else if (bpffs.createDirs.length === 0) requireOwnPinDir(bpffsWhat, bpffs.path);
 
   const ifaces = await listInterfaces();
   const instanceIps = [cfg.ebpf.instanceIp.ipv4, cfg.ebpf.instanceIp.ipv6].filter((x): x is string => !!x);

@@ -136,6 +136,17 @@ export const PROGRAM_SPECS: readonly ProgramSpec[] = [
   p('sk_lookup.bpf.o', 'tp_sk_lookup', 'sk_lookup', 'netns'),
 ];
 
+/** The one program attached with tc rather than through a pinned bpf_link. */
+export const TC_PROGRAM = 'tp_tc_ingress';
+
+/**
+ * Programs attached through a bpf_link pinned at <bpffs>/links/<name>: every hook but
+ * tc. Install records, attaches and pins these in order; uninstall unpins them.
+ */
+export function linkedPrograms(programs: readonly ProgramSpec[]): ProgramSpec[] {
+  return programs.filter((x) => x.hook !== 'tc');
+}
+
 export const OBJECT_FILES: readonly string[] = [...new Set(PROGRAM_SPECS.map((x) => x.object))];
 
 /**

@@ -21,21 +21,33 @@ export interface TcRecord {
   ifindex: number;
   handle: number;
   priority: number;
-  /** Kernel id of the program our filter runs, to tell our filter from a foreign one. */
+  /** Kernel id of the program our filter runs, to tell our filter from a foreign one; 0 until attached. */
   progId: number;
-  /** We created the clsact qdisc (it did not exist), so uninstall deletes it. */
-  createdClsact: boolean;
+  /**
+   * We created the clsact qdisc (it did not exist), so uninstall deletes it. null: the
+   * install was stopped between creating it and recording that (unknown, left alone).
+   */
+  createdClsact: boolean | null;
   /** The network namespace tc was attached in (readlink /proc/self/ns/net); ifindexes mean nothing elsewhere. */
   netns: string;
 }
 
+/**
+ * installing: written before the first pin and kept up to date as steps complete, so
+ * an install killed halfway is found and removed; installed: complete; removing: an
+ * uninstall (or a replacement) has started. Records without a phase are complete.
+ */
+export type EbpfPhase = 'installing' | 'installed' | 'removing';
+
 export interface EbpfState {
   version: 1;
+  phase?: EbpfPhase;
+  /** Empty until the install is complete. */
   configHash: string;
   target: AttachTarget;
   /** Names of the programs attached (cgroup and tc). */
   programs: string[];
-  /** netns: set for a link on a network namespace (sk_lookup), what currentNetns() said at attach. */
+  /** Every link the install makes, listed before the first is attached; netns: set for a link on a network namespace (sk_lookup), what currentNetns() said at attach. */
   links: Array<{ program: string; pin: string; netns?: string }>;
   tc?: TcRecord;
   bpffs: { mounted: boolean; createdDirs: string[] };
@@ -59,6 +71,10 @@ export function statePinPath(bpffsPath: string): string {
 
 export function hasState(bpffsPath: string): boolean {
   return existsSync(statePinPath(bpffsPath));
+}
+
+export function phaseOf(state: EbpfState): EbpfPhase {
+  return state.phase ?? 'installed';
 }
 
 export function readState(bpffsPath: string): EbpfState | undefined {

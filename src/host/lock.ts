@@ -4,13 +4,17 @@
  * installs could interleave their check-then-replace. The lock is an flock on a file
  * under /run, so it disappears with the process that held it.
  */
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TpError } from '../errors.js';
+import { PreflightError, TpError } from '../errors.js';
 import { tryLockExclusive } from './libc.js';
+import { requirePrivateDir } from './private-dir.js';
 
 export const DEFAULT_LOCK_PATH = '/run/tpctl/tpctl.lock';
+
+/** The lock file is never reached through a symbolic link (an ordinary user's link would make root open their file). */
+const LOCK_OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
 
 export class LockBusyError extends TpError {
   constructor(message: string, hint: string) {
@@ -29,11 +33,16 @@ export interface LockOptions {
 function tryAcquire(path: string): number | undefined {
   let fd: number;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    fd = openSync(path, 'a+', 0o644);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Checked on every attempt: the directory may be removed and re-created between two.
+    requirePrivateDir('lock directory', dirname(path));
+    fd = openSync(path, LOCK_OPEN_FLAGS, 0o600);
   } catch (e) {
     // The holder removed the (empty) directory between our mkdir and open: try again.
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new PreflightError(`lock file ${path}: is a symbolic link`, { hint: `tpctl does not follow links there: rm ${path}` });
+    }
     throw e;
   }
   try {

@@ -63,7 +63,7 @@ export function findCgroup2Mount(mounts = readMounts()): string | undefined {
   return mounts.find((m) => m.fsType === 'cgroup2')?.mountPoint;
 }
 
-type MountFn = (source: string, target: string, fsType: string, flags: number, data: null) => number;
+type MountFn = (source: string, target: string, fsType: string, flags: number, data: string | null) => number;
 type Umount2Fn = (target: string, flags: number) => number;
 let mountFn: MountFn | undefined;
 let umount2Fn: Umount2Fn | undefined;
@@ -72,16 +72,21 @@ function libcMount(): { mount: MountFn; umount2: Umount2Fn } {
   if (!mountFn || !umount2Fn) {
     const libc = loadLibrary('libc.so.6');
     mountFn = libc.func(
-      'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
+      'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)',
     ) as MountFn;
     umount2Fn = libc.func('int umount2(const char *target, int flags)') as Umount2Fn;
   }
   return { mount: mountFn, umount2: umount2Fn };
 }
 
+/**
+ * Mounts a bpffs at dir, root-only (mode=0700): a bpffs mounted without a mode is
+ * world-writable and sticky, and anyone who can create or delete entries in a pin
+ * directory can detach the programs its link pins hold.
+ */
 export function mountBpffs(dir: string): void {
   const { mount } = libcMount();
-  if (mount('bpf', dir, 'bpf', 0, null) !== 0) {
+  if (mount('bpf', dir, 'bpf', 0, 'mode=0700') !== 0) {
     const errno = koffi.errno();
     throw new PreflightError(`mount bpffs at ${dir}: ${errnoName(errno)}`, {
       hint: 'pass --ebpf-bpffs-path a directory inside a mounted bpffs (e.g. /sys/fs/bpf/tpctl)',

@@ -5,6 +5,7 @@
 import type { IpFamily, Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';
 import { EngineError, isTpError } from '../errors.js';
+import { Steps } from '../steps.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { type Backend, DEFAULT_RETRY, detectBackend, findExecutable, hostHasIpv6, Tables, toolName } from './backend.js';
 import { buildFamilyRuleset, configuredFamilies } from './build.js';
@@ -18,6 +19,8 @@ import { readIptablesRecord, removeIptablesRecord, sweepStaleIptablesRecords, wr
 export interface InstallOptions {
   /** Where --store-firewalld writes and uninstall removes tpctl's entries (default /etc/firewalld/direct.xml). */
   firewalldDirectPath?: string;
+  /** Step hooks (tests fail or stop the engine after a family is applied). */
+  steps?: Steps;
 }
 
 interface FamilyPlan {
@@ -105,11 +108,12 @@ async function rollback(applied: FamilyPlan[], log: Logger): Promise<void> {
 }
 
 /**
- * Applies each plan with one restore; on any failure (or the TPCTL_FAIL_AT test
- * hook) earlier families are rolled back and an EngineError says so.
+ * Applies each plan with one restore; on any failure (or a step hook's injected
+ * fault) earlier families are rolled back and an EngineError says so. Each family's
+ * restore is atomic, and both install and uninstall work from what iptables-save
+ * shows, so a kill between two families leaves a state either command completes.
  */
-async function applyPlans(op: string, plans: FamilyPlan[], log: Logger): Promise<void> {
-  const failAt = process.env.TPCTL_FAIL_AT;
+async function applyPlans(op: string, plans: FamilyPlan[], log: Logger, steps: Steps): Promise<void> {
   const applied: FamilyPlan[] = [];
   try {
     for (const p of plans) {
@@ -120,9 +124,7 @@ async function applyPlans(op: string, plans: FamilyPlan[], log: Logger): Promise
         applied.push(p);
         await dropEmptyTables(p.tables, p.dropIfEmpty);
       }
-      if (failAt === `after-${p.tables.family}`) {
-        throw new EngineError(`fault injected at ${failAt} (TPCTL_FAIL_AT)`);
-      }
+      steps.reached(`after-${p.tables.family}`);
     }
   } catch (e) {
     try {
@@ -252,7 +254,7 @@ export async function installIptables(
   }
 
   await testPlans('install', plans);
-  await applyPlans('install', plans, log);
+  await applyPlans('install', plans, log, opts.steps ?? new Steps());
   let changed = plans.some((p) => p.payload !== '');
   // The record `tpctl status` compares the rules with; rewritten only when the rules or settings changed.
   const digests = Object.fromEntries(rulesetDigests(rulesets));
@@ -322,7 +324,7 @@ export async function uninstallIptables(cfg: UninstallConfig, log: Logger, opts:
   }
   if (cfg.dryRun) return { changed: false, lines };
   await testPlans('uninstall', plans);
-  await applyPlans('uninstall', plans, log);
+  await applyPlans('uninstall', plans, log, opts.steps ?? new Steps());
   removeIptablesRecord();
   return { changed: true, lines };
 }

@@ -19,6 +19,7 @@ import { currentListings, installedFamilies, nftablesRecordPath, readNftablesRec
 import type { IpFamily, Logger, TransparentProxyConfig, UninstallConfig } from '../config/types.js';
 import type { EngineResult } from '../engine.js';
 import { EngineError } from '../errors.js';
+import { Steps } from '../steps.js';
 import { requireCapabilities } from '../host/capabilities.js';
 import { currentKernel, kernelAtLeast, type KernelVersion } from '../host/kernel.js';
 import { buildNftRuleset } from './build.js';
@@ -37,6 +38,8 @@ export const FAIL_STEP = 'nft-transaction';
 export interface NftInstallOptions {
   /** Forces a table layout (tests); by default inet where the kernel has nat in inet (5.2). */
   layout?: TableLayout;
+  /** Step hooks (tests fail the transaction or stop the engine once it is applied). */
+  steps?: Steps;
 }
 
 /** inet tables take nat chains from Linux 5.2 on; older kernels get one table per family. */
@@ -78,12 +81,12 @@ function counts(rs: NftRuleset): string {
 const tableNames = (families: TableFamily[]): string => families.map((f) => `${f} ${TABLE_NAME}`).join(', ');
 
 /** A fault for tests: a delete of a chain that does not exist, which the kernel rejects at the end of the transaction. */
-function withInjectedFault(script: string): string {
-  if (process.env.TPCTL_FAIL_AT !== FAIL_STEP) return script;
+function withInjectedFault(script: string, steps: Steps): string {
+  if (!steps.injectsFaultAt(FAIL_STEP)) return script;
   return `${script}delete chain inet ${TABLE_NAME} tpctl_fault_injected_${FAIL_STEP.replace(/-/g, '_')}\n`;
 }
 
-async function apply(op: string, script: string, log: Logger): Promise<void> {
+async function apply(op: string, script: string, log: Logger, steps: Steps): Promise<void> {
   log.debug(`nft -f - <<EOF\n${script}EOF`);
   try {
     await nftScript(script, { check: true });
@@ -94,7 +97,7 @@ async function apply(op: string, script: string, log: Logger): Promise<void> {
     });
   }
   try {
-    await nftScript(withInjectedFault(script));
+    await nftScript(withInjectedFault(script, steps));
   } catch (e) {
     // One `nft -f` is one transaction: the kernel applied all of it or none.
     throw new EngineError(`${op} failed: ${commandDetail(e)}; nothing was changed (nft applies the whole script or none of it)`, { cause: e });
@@ -122,7 +125,8 @@ export async function installNftables(cfg: TransparentProxyConfig, log: Logger, 
     }
   }
   const stale = existing.filter((f) => !what.includes(f));
-  await apply('install', renderInstallScript(rs, layout, stale), log);
+  const steps = opts.steps ?? new Steps();
+  await apply('install', renderInstallScript(rs, layout, stale), log, steps);
   sweepStaleRecords('nftables');
   const record: NftablesRecord = {
     engine: 'nftables',
@@ -134,6 +138,7 @@ export async function installNftables(cfg: TransparentProxyConfig, log: Logger, 
     tables: Object.fromEntries(await currentListings(what)),
   };
   writeRecord(record, nftablesRecordPath());
+  steps.reached('nft-applied');
   const verb = existing.length > 0 ? 'replaced' : 'installed';
   return { changed: true, lines: [`nftables (${tableNames(what)}): ${verb} ${counts(rs)}`] };
 }
@@ -151,7 +156,7 @@ export async function hasNftablesInstall(): Promise<TableFamily[]> {
   return ourTables({ lenient: true });
 }
 
-export async function uninstallNftables(cfg: Pick<UninstallConfig, 'dryRun'>, log: Logger): Promise<EngineResult> {
+export async function uninstallNftables(cfg: Pick<UninstallConfig, 'dryRun'>, log: Logger, opts: { steps?: Steps } = {}): Promise<EngineResult> {
   const tables = await ourTables({ lenient: true });
   if (!cfg.dryRun) sweepStaleRecords('nftables');
   if (tables.length === 0) {
@@ -161,7 +166,9 @@ export async function uninstallNftables(cfg: Pick<UninstallConfig, 'dryRun'>, lo
   const script = renderRemovalScript(tables);
   if (cfg.dryRun) return { changed: false, lines: [`nftables: would remove ${tableNames(tables)}`, ...script.trimEnd().split('\n')] };
   requireCapabilities('uninstall transparent-proxy', ['NET_ADMIN']);
-  await apply('uninstall', script, log);
+  const steps = opts.steps ?? new Steps();
+  await apply('uninstall', script, log, steps);
   removeRecord(nftablesRecordPath());
+  steps.reached('nft-applied');
   return { changed: true, lines: [`nftables: removed ${tableNames(tables)}`] };
 }

@@ -6,7 +6,7 @@
  * Scripts run from dist/ (build first); the path is found relative to this file,
  * which lives two levels below the repository root both as src/ and as dist/.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { KernelTooOldError } from '../errors.js';
@@ -265,9 +265,9 @@ export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExc
   ];
 }
 
-export async function runCli(sb: Sandbox, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
+export async function runCli(sb: Sandbox, args: string[], env: Record<string, string> = {}, input?: string): Promise<CommandResult> {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} missing: build first (npx tsc -p tsconfig.json)`);
-  return runIn(sb, 'mesh', [process.execPath, cliPath, ...args], { env: { ...process.env, ...env } as Record<string, string>, timeoutMs: scaledMs(30_000) });
+  return runIn(sb, 'mesh', [process.execPath, cliPath, ...args], { env: { ...process.env, ...env } as Record<string, string>, timeoutMs: scaledMs(30_000), input });
 }
 
 export function describeCli(r: CommandResult): string {
@@ -330,8 +330,9 @@ const BPF_PRELOAD_ENTRIES = new Set(['maps.debug', 'progs.debug']);
 
 /**
  * Attaches a do-nothing cgroup/connect4 program that tpctl does not own (compiled
- * from test/e2e/fixtures, pinned under <bpffs>/foreign/, attached with
- * BPF_F_ALLOW_MULTI), to prove tpctl coexists with it and leaves it alone.
+ * from test/e2e/fixtures, attached with BPF_F_ALLOW_MULTI), to prove tpctl coexists
+ * with it and leaves it alone. Its pin is removed once it is attached (the cgroup
+ * holds the program): tpctl's pin directory must hold nothing but tpctl's pins.
  */
 export async function attachForeignCgroupProgram(sb: Sandbox): Promise<void> {
   const src = join(repoRoot, 'test', 'e2e', 'fixtures', 'foreign_connect4.bpf.c');
@@ -345,6 +346,7 @@ export async function attachForeignCgroupProgram(sb: Sandbox): Promise<void> {
   if (load.exitCode !== 0) throw new Error(`bpftool prog load: ${load.stderr.trim()}`);
   const attach = await runCommand(['bpftool', 'cgroup', 'attach', sb.cgroupPath, 'connect4', 'pinned', pin, 'multi']);
   if (attach.exitCode !== 0) throw new Error(`bpftool cgroup attach: ${attach.stderr.trim()}`);
+  rmSync(pinDir, { recursive: true });
 }
 
 export interface EbpfState {

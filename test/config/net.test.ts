@@ -11,7 +11,10 @@ describe('canonicalAddress', () => {
     ['::', '::'],
     ['::1', '::1'],
     ['1::', '1::'],
-    ['::ffff:1.2.3.4', '::ffff:102:304'],
+    // IPv4-mapped IPv6 stands for the IPv4 address: no packet carries the mapped form.
+    ['::ffff:1.2.3.4', '1.2.3.4'],
+    ['::FFFF:a00:1', '10.0.0.1'],
+    ['::1.2.3.4', '::102:304'],
     ['fe80:0:0:0:1:0:0:0', 'fe80::1:0:0:0'], ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
   ])('%s → %s', (input, want) => {
     expect(canonicalAddress(input)?.address).toBe(want);
@@ -31,6 +34,9 @@ describe('parseCidr', () => {
     ['fd00::5', 'fd00::5/128'],
     ['fd00:1:2:3::5/48', 'fd00:1:2::/48'],
     ['2001:db8::ff/121', '2001:db8::80/121'],
+    ['::ffff:10.0.0.1', '10.0.0.1/32'],
+    ['::ffff:10.1.2.3/104', '10.0.0.0/8'],
+    ['::ffff:0:0/96', '0.0.0.0/0'],
   ])('%s → %s', (input, want) => {
     expect(formatCidr(parseCidr(input))).toBe(want);
   });
@@ -46,5 +52,9 @@ describe('parseCidr', () => {
     expect(() => parseCidr('fd00::/129')).toThrow(/invalid prefix length/);
     expect(() => parseCidr('fd00::/64', { requirePrefix: true })).not.toThrow();
     expect(() => parseCidr('fd00::', { requirePrefix: true })).toThrow(/has no prefix length/);
+  });
+
+  it('refuses an IPv4-mapped CIDR that reaches beyond the mapped block', () => {
+    expect(() => parseCidr('::ffff:10.0.0.0/95')).toThrow('"::ffff:10.0.0.0/95" is an IPv4-mapped address with a prefix shorter than /96');
   });
 });

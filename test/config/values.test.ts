@@ -63,6 +63,10 @@ describe('port lists', () => {
     ['1-2-3', '"1-2-3" is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)'],
     ['0', '"0" is out of range (expected an integer 1-65535)'],
     ['-5', '"-5" is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)'],
+    ['80,,443', '"80,,443" has an empty item between commas (expected comma-separated ports or ranges a-b, each 1-65535)'],
+    ['80,', '"80," has an empty item between commas (expected comma-separated ports or ranges a-b, each 1-65535)'],
+    [',', '"," has an empty item between commas (expected comma-separated ports or ranges a-b, each 1-65535)'],
+    ['x'.repeat(5000), `"${'x'.repeat(40)}"… (5000 characters) is not a port or range (expected comma-separated ports or ranges a-b, each 1-65535)`],
   ]);
 });
 

@@ -24,15 +24,10 @@ import {
 } from '../../src/sandbox/harness.js';
 import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
-import { useSandbox } from './suite.js';
+import { ALL_ENGINES, useSandbox } from './suite.js';
 import { scaledMs, timeoutScale } from '../../src/sandbox/timeout-scale.js';
 
-const ENGINES: Array<{ engine: EngineName; short: string }> = selectEngines([
-  { engine: 'iptables-nft', short: 'nft' },
-  { engine: 'iptables-legacy', short: 'leg' },
-  { engine: 'nftables', short: 'nfs' },
-  { engine: 'ebpf', short: 'bpf' },
-]);
+const ENGINES = selectEngines([...ALL_ENGINES]);
 const FAMILIES: Family[] = [4, 6];
 
 const PYTHON = '/usr/bin/python3';

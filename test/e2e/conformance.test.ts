@@ -415,7 +415,7 @@ for (const { engine, short, failAt } of ENGINES) {
           expect(state.cgroupPrograms).not.toMatch(/tp_/);
           expect(state.cgroupPrograms, 'the foreign program stays attached').toMatch(/foreign_conn4/);
           expect(state.tcFilters).toBe('');
-          expect(state.pins, 'only the foreign pin is left').toEqual(['foreign/', 'foreign/foreign_conn4']);
+          expect(state.pins, 'no pin is left').toEqual([]);
         }
         expect(await engineState(engine, s.sb)).toBe(before);
         installed = '';

@@ -10,6 +10,14 @@ import {
 import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
 import { ipOf } from '../../src/sandbox/wire.js';
 
+/** Every engine, with the short tag its sandbox names use; a new engine is one more entry here and in the harness. */
+export const ALL_ENGINES: ReadonlyArray<{ engine: EngineName; short: string }> = [
+  { engine: 'iptables-nft', short: 'nft' },
+  { engine: 'iptables-legacy', short: 'leg' },
+  { engine: 'nftables', short: 'nfs' },
+  { engine: 'ebpf', short: 'bpf' },
+];
+
 /** One sandbox with the cast running and (optionally) tpctl installed; torn down in afterAll. */
 export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox) => string[]) | undefined) {
   const ctx: { sb?: Sandbox; cast?: Cast; skipReason?: string } = {};

@@ -19,6 +19,7 @@ import { cgroupOwnPrograms, type CgroupProgram } from '../../src/sandbox/cgroup-
 
 export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'ebpf', 'index.js');
+const STEPS_MODULE = join(REPO_ROOT, 'dist', 'steps.js');
 export const PREBUILT = join(REPO_ROOT, 'bpf', 'prebuilt');
 
 /** Builds dist/ once per worker and checks the engine module is there. */
@@ -53,13 +54,15 @@ export interface EngineRun {
 }
 
 const RUNNER = `
-const [modPath, op, json] = process.argv.slice(1);
+const [modPath, stepsPath, op, json] = process.argv.slice(1);
 const m = await import(modPath);
+const { Steps, stepHooksFromEnv } = await import(stepsPath);
+const steps = new Steps(stepHooksFromEnv(process.env));
 const logs = [];
 const log = { info: (s) => logs.push('info: ' + s), warn: (s) => logs.push('warn: ' + s), debug: (s) => logs.push('debug: ' + s) };
 const arg = JSON.parse(json);
 try {
-  const result = op === 'install' ? await m.installEbpf(arg, log) : await m.uninstallEbpf(arg, log);
+  const result = op === 'install' ? await m.installEbpf(arg, log, { steps }) : await m.uninstallEbpf(arg, log, { steps });
   console.log(JSON.stringify({ result, logs }));
 } catch (e) {
   console.log(JSON.stringify({ error: { name: e.name, code: e.code, message: e.message, oneLine: e.oneLine ? e.oneLine() : String(e.stack) }, logs }));
@@ -103,7 +106,7 @@ export class EbpfSandbox {
   }
 
   async run(op: 'install' | 'uninstall', arg: unknown, env: Record<string, string> = {}, netnsPath = this.netnsPath): Promise<EngineRun> {
-    const r = await execa('nsenter', [`--net=${netnsPath}`, process.execPath, '--input-type=module', '-e', RUNNER, ENGINE_MODULE, op, JSON.stringify(arg)], {
+    const r = await execa('nsenter', [`--net=${netnsPath}`, process.execPath, '--input-type=module', '-e', RUNNER, ENGINE_MODULE, STEPS_MODULE, op, JSON.stringify(arg)], {
       reject: false,
       timeout: scaledMs(45_000),
       env: { ...env },

@@ -166,7 +166,9 @@ describe('tc ingress next to a foreign filter on the same hook', () => {
     const c1 = await readCounters(counters);
     expect(c1[SLOT.synToApp]! - c0[SLOT.synToApp]!).toBeGreaterThanOrEqual(2);
 
-    const install = await runCli(s, ['install', 'transparent-proxy', ...conformanceFlags(s), ...engineFlags('ebpf', s)]);
+    // The foreign pins live in the sandbox bpffs; tpctl's pin directory must be its own.
+    const pins = ['--ebpf-bpffs-path', join(s.bpffsPath, 'tpctl')];
+    const install = await runCli(s, ['install', 'transparent-proxy', ...conformanceFlags(s), ...engineFlags('ebpf', s), ...pins]);
     expect(install.exitCode, describeCli(install)).toBe(0);
     const both = await ingressFilters(s);
     expect(both.map((f) => [f.pref, f.prog])).toEqual([
@@ -196,7 +198,7 @@ describe('tc ingress next to a foreign filter on the same hook', () => {
     // The steered SYNs ended at our filter (TC_ACT_OK): proof that ours runs first.
     expect(c3[SLOT.synToApp]).toBe(c2[SLOT.synToApp]);
 
-    const uninstall = await runCli(s, ['uninstall', 'transparent-proxy', ...uninstallFlags('ebpf', s)]);
+    const uninstall = await runCli(s, ['uninstall', 'transparent-proxy', ...uninstallFlags('ebpf', s), ...pins]);
     expect(uninstall.exitCode, describeCli(uninstall)).toBe(0);
     expect(await ingressFilters(s)).toEqual([{ pref: FOREIGN_PREF, prog: 'foreign_tc', id: foreign!.id }]);
     const qdiscs = await must('tc qdisc show', runIn(s, 'mesh', ['tc', 'qdisc', 'show', 'dev', s.iface.mesh]));

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LockBusyError, withHostLock } from '../../src/host/lock.js';
+import { PreflightError } from '../../src/errors.js';
 import { REPO_ROOT, buildDist } from '../fixtures/dist.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
@@ -89,5 +90,37 @@ describe('withHostLock', () => {
     child.kill('SIGKILL');
     await exited;
     await expect(withHostLock('install transparent-proxy', async () => 'ran', { path, timeoutMs: 200, pollMs: 20 })).resolves.toBe('ran');
+  });
+
+  describe('the lock directory is root-only and never reached through a link', () => {
+    const run = (path: string) => withHostLock('install transparent-proxy', async () => statSync(dirname(path)).mode & 0o7777, { path, timeoutMs: 200, pollMs: 20 });
+
+    it('creates it 0700', async () => {
+      dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+      expect(await run(join(dir, 'run', 'tpctl.lock'))).toBe(0o700);
+    });
+
+    it.each<[string, (lockDir: string) => void, string]>([
+      ['owned by another user', (d) => { mkdirSync(d, { mode: 0o700 }); chownSync(d, 65534, 65534); }, 'is owned by uid 65534, not root'],
+      ['writable by others', (d) => { mkdirSync(d); chmodSync(d, 0o777); }, 'is writable by group or others (mode 0777)'],
+      ['a symbolic link', (d) => { mkdirSync(`${d}-real`, { mode: 0o700 }); symlinkSync(`${d}-real`, d); }, 'is a symbolic link'],
+    ])('refuses a lock directory %s', async (_name, plant, why) => {
+      dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+      const lockDir = join(dir, 'run');
+      plant(lockDir);
+      const attempt = run(join(lockDir, 'tpctl.lock'));
+      await expect(attempt).rejects.toBeInstanceOf(PreflightError);
+      await expect(attempt).rejects.toThrow(`lock directory: ${lockDir} ${why}`);
+      expect(existsSync(join(lockDir, 'tpctl.lock')), 'nothing created in it').toBe(false);
+    });
+
+    it('refuses a lock file that is a symbolic link', async () => {
+      dir = mkdtempSync(join(tmpdir(), `tpt-host-lock-${process.pid}-`));
+      const lockDir = join(dir, 'run');
+      mkdirSync(lockDir, { mode: 0o700 });
+      symlinkSync(join(dir, 'target'), join(lockDir, 'tpctl.lock'));
+      await expect(run(join(lockDir, 'tpctl.lock'))).rejects.toThrow(`lock file ${join(lockDir, 'tpctl.lock')}: is a symbolic link`);
+      expect(existsSync(join(dir, 'target')), 'the link target was not created').toBe(false);
+    });
   });
 });

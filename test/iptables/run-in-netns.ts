@@ -12,6 +12,7 @@ import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 export { REPO_ROOT };
 const ENGINE_MODULE = join(REPO_ROOT, 'dist', 'iptables', 'index.js');
+const STEPS_MODULE = join(REPO_ROOT, 'dist', 'steps.js');
 
 /** Builds dist/ once per worker and checks the engine module is there. */
 export function buildDist(): Promise<void> {
@@ -67,12 +68,14 @@ export type EngineOutcome =
 const CHILD = `
 const input = JSON.parse(process.env.TPT_INPUT);
 const engine = await import(input.module);
+const { Steps, stepHooksFromEnv } = await import(input.stepsModule);
+const steps = new Steps(stepHooksFromEnv(process.env));
 const warnings = [];
 const log = { info() {}, debug() {}, warn(m) { warnings.push(m); } };
 try {
   const result = input.op === 'install'
-    ? await engine.installIptables(input.cfg, log, input.opts)
-    : await engine.uninstallIptables(input.cfg, log);
+    ? await engine.installIptables(input.cfg, log, { ...input.opts, steps })
+    : await engine.uninstallIptables(input.cfg, log, { steps });
   process.stdout.write(JSON.stringify({ ok: true, result, warnings }));
 } catch (e) {
   process.stdout.write(JSON.stringify({ ok: false, error: { name: e.name, message: e.message, hint: e.hint }, warnings }));
@@ -86,7 +89,7 @@ export async function runEngine(
   cfg: TransparentProxyConfig | UninstallConfig,
   opts: { env?: Record<string, string>; installOptions?: Record<string, unknown>; wrapper?: string[] } = {},
 ): Promise<EngineOutcome> {
-  const input = JSON.stringify({ op, cfg, module: pathToFileURL(ENGINE_MODULE).href, opts: opts.installOptions ?? {} });
+  const input = JSON.stringify({ op, cfg, module: pathToFileURL(ENGINE_MODULE).href, stepsModule: pathToFileURL(STEPS_MODULE).href, opts: opts.installOptions ?? {} });
   const [cmd, ...args] = [...(opts.wrapper ?? []), process.execPath, '--input-type=module', '-e', CHILD];
   const r = await ns.exec(cmd!, args, { env: { ...opts.env, TPT_INPUT: input } });
   return JSON.parse(r.stdout) as EngineOutcome;
