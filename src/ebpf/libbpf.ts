@@ -367,7 +367,8 @@ export function programNameById(id: number): string | undefined {
   }
 }
 
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
+/** enum bpf_map_type values tpctl creates (linux/bpf.h). */
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
 export const BPF_F_NO_PREALLOC = 1;
 export const BPF_ANY = 0;
 
