@@ -184,7 +184,8 @@ export async function compileBpf(dir: string, name: string, source: string): Pro
   const obj = join(dir, `${name}.bpf.o`);
   writeFileSync(src, source);
   const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: scaledMs(60_000) });
+  const include = join(REPO_ROOT, 'bpf', 'include');
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I${include}`, `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: scaledMs(60_000) });
   return obj;
 }
 
