@@ -13,7 +13,8 @@ import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { defaultConfig } from '../fixtures/config.js';
 import { readMounts } from '../../src/host/mounts.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 import { cgroupOwnPrograms, type CgroupProgram } from '../../src/sandbox/cgroup-programs.js';
 
