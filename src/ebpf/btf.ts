@@ -191,7 +191,7 @@ export class Btf {
   }
 
   /** Follows typedefs and const/volatile/restrict/type tags to the type underneath. */
-  private strip(id: number, keepTypedef = false): BtfType {
+  strip(id: number, keepTypedef = false): BtfType {
     let t = this.type(id);
     const modifiers: number[] = [BTF_KIND.VOLATILE, BTF_KIND.CONST, BTF_KIND.RESTRICT, BTF_KIND.TYPE_TAG];
     if (!keepTypedef) modifiers.push(BTF_KIND.TYPEDEF);

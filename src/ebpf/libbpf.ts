@@ -219,10 +219,25 @@ const STRUCT = {
   linkInfoNetns: 'tp_bpf_link_info_netns',
 } as const;
 
+/**
+ * C struct name → the koffi type declared for it. test/ebpf/libbpf-structs.test.ts
+ * compiles the C headers and compares each layout, member by member, with koffi's.
+ */
+export const C_STRUCTS = {
+  bpf_object_open_opts: STRUCT.objectOpenOpts,
+  bpf_tc_hook: STRUCT.tcHook,
+  bpf_tc_opts: STRUCT.tcOpts,
+  bpf_map_create_opts: STRUCT.mapCreateOpts,
+  bpf_map_batch_opts: STRUCT.mapBatchOpts,
+  bpf_prog_info: STRUCT.progInfo,
+  bpf_map_info: STRUCT.mapInfo,
+  bpf_link_info: STRUCT.linkInfo,
+} as const;
+
 let structsDeclared = false;
 
 /** The struct declarations, member for member as in the C headers (koffi refuses a name twice). */
-function declareStructs(): void {
+export function declareStructs(): void {
   if (structsDeclared) return;
   structsDeclared = true;
   koffi.opaque('bpf_object');
