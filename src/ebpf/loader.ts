@@ -30,7 +30,13 @@ export function checkObjectContract(obj: BpfObject, file: string): void {
       throw new EngineError(`${obj.path}: program ${want.name} is in section ${got.section}, expected ${want.section}`);
     }
   }
-  const mismatches = abiMismatches(Btf.fromObjectFile(obj.path), ABI_CONTRACT, 'ignore');
+  let btf: Btf;
+  try {
+    btf = Btf.fromObjectFile(obj.path);
+  } catch (e) {
+    throw new EngineError((e as Error).message, { hint: 'tpctl checks the layout of every object against its BTF: build it with clang -g (make bpf)' });
+  }
+  const mismatches = abiMismatches(btf, ABI_CONTRACT, 'ignore');
   if (mismatches.length > 0) {
     const more = mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : '';
     throw new EngineError(`${obj.path}: ${mismatches[0]}${more}`, {

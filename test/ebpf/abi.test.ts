@@ -112,4 +112,17 @@ describe('a C change without the TypeScript side', () => {
       o.close();
     }
   });
+
+  it('an object without BTF is refused by the loader in one line', () => {
+    const src = join(dir, 'nobtf.bpf.c');
+    const obj = join(dir, 'nobtf.bpf.o');
+    writeFileSync(src, 'char LICENSE[] __attribute__((section("license"), used)) = "GPL";\n');
+    execFileSync('clang', ['-O2', '-target', 'bpf', '-c', src, '-o', obj]);
+    const o = BpfObject.open(obj);
+    try {
+      expect(() => checkObjectContract(o, 'x.bpf.o')).toThrow(`read BTF of ${obj}: no .BTF section`);
+    } finally {
+      o.close();
+    }
+  });
 });
