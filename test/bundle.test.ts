@@ -13,7 +13,9 @@ import {
   APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
   describeCli, engineFlags, probeTcp, startCast, uninstallFlags, type EngineName,
 } from '../src/sandbox/harness.js';
-import { createSandbox, runIn, type Sandbox } from '../src/sandbox/sandbox.js';
+import { createSandbox } from '../src/sandbox/sandbox.js';
+import { runIn } from '../src/sandbox/commands.js';
+import type { Sandbox } from '../src/sandbox/types.js';
 import { buildDist, REPO_ROOT } from './fixtures/dist.js';
 import { scaledMs } from '../src/sandbox/timeout-scale.js';
 

@@ -6,7 +6,7 @@
  *    cgroups, bpffs mounts, temp dirs), so `make test` starts clean. Only leftovers
  *    whose creating pid is gone are touched; runs in progress elsewhere keep theirs.
  */
-import { describeSweep, sweepStaleSandboxes } from '../src/sandbox/sandbox.js';
+import { describeSweep, sweepStaleSandboxes } from '../src/sandbox/leftovers.js';
 import { ensureDistBuilt } from './fixtures/dist.js';
 
 export default async function setup(): Promise<void> {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * abi.h — the layout of every map key and value shared by the BPF programs and the
- * TypeScript controller (src/ebpf/codecs.ts mirrors each struct; a test compares the
- * sizes recorded in BTF with the codec sizes).
+ * TypeScript controller (src/ebpf/codecs.ts mirrors each struct; test/ebpf/abi.test.ts
+ * compares every field offset and size, every enum and every map definition recorded
+ * in the objects' BTF with the TypeScript side).
  *
  * Rules that keep the two sides in step:
  *   - fixed-width types only, explicit padding, no bitfields;
@@ -18,40 +19,57 @@
 
 #include <linux/types.h>
 
-#define TP_ABI_VERSION 1
+/*
+ * Every constant the controller shares with the programs is an enumerator, not a
+ * #define: tp_abi_anchor below puts each enum into the object's BTF, where
+ * test/ebpf/abi.test.ts compares it with src/ebpf/abi.ts.
+ */
+enum tp_abi {
+	TP_ABI_VERSION = 1,
+};
 
-#define TP_AF_INET  2
-#define TP_AF_INET6 10
+enum tp_af {
+	TP_AF_INET  = 2,
+	TP_AF_INET6 = 10,
+};
 
 /* tp_config.dns_mode */
-#define TP_DNS_OFF    0 /* never touch DNS */
-#define TP_DNS_LISTED 1 /* only servers present in tp_dns_srv4/6 */
-#define TP_DNS_ALL    2 /* every UDP datagram to port 53 */
+enum tp_dns_mode {
+	TP_DNS_OFF    = 0, /* never touch DNS */
+	TP_DNS_LISTED = 1, /* only servers present in tp_dns_srv4/6 */
+	TP_DNS_ALL    = 2, /* every UDP datagram to port 53 */
+};
 
 /* tp_config.flags */
-#define TP_F_INBOUND  (1u << 0) /* capture inbound TCP (tc program) */
-#define TP_F_IPV4     (1u << 1) /* redirect IPv4 */
-#define TP_F_IPV6     (1u << 2) /* redirect IPv6 (dualstack mode) */
+enum tp_cfg_flag {
+	TP_F_INBOUND = 1u << 0, /* capture inbound TCP (tc program) */
+	TP_F_IPV4    = 1u << 1, /* redirect IPv4 */
+	TP_F_IPV6    = 1u << 2, /* redirect IPv6 (dualstack mode) */
+};
 
 /* Keys of tp_listener_v1 (SOCKMAP: value = socket). */
-#define TP_LISTENER_INET  0
-#define TP_LISTENER_INET6 1
+enum tp_listener_key {
+	TP_LISTENER_INET  = 0,
+	TP_LISTENER_INET6 = 1,
+};
 
 /* Index into tp_stats_v1 (per-CPU __u64 counters, one per decision; `tpctl status`
  * sums them). New decisions take the next free index below TP_STAT_MAX. */
-#define TP_STAT_OUTBOUND       0 /* TCP connect sent to the outbound listener */
-#define TP_STAT_INBOUND        1 /* inbound SYN steered (tc or sk_lookup), or the proxy's local connect sent to the inbound listener */
-#define TP_STAT_DNS            2 /* DNS (UDP datagram / connect, TCP connect) sent to the DNS listener */
-#define TP_STAT_EXCL_OUT_PORT  3 /* outbound TCP left alone: excluded port */
-#define TP_STAT_EXCL_IN_PORT   4 /* inbound SYN left alone: excluded port */
-#define TP_STAT_EXCL_OUT_ADDR  5 /* outbound TCP left alone: excluded destination */
-#define TP_STAT_EXCL_IN_ADDR   6 /* inbound SYN left alone: excluded source */
-#define TP_STAT_EXCL_UID       7 /* left alone: per-uid exclusion */
-#define TP_STAT_PROXY          8 /* the proxy's own traffic let through */
-#define TP_STAT_NO_LISTENER    9 /* inbound SYN to steer, but no proxy listener: refused by sk_lookup */
-#define TP_STAT_REFUSED_SOCKOPT 10 /* setsockopt of a routing header / source route refused (EPERM) */
-#define TP_STAT_DROPPED_EGRESS 11 /* packet dropped at cgroup egress: source-routed, routed around, stale DNS */
-#define TP_STAT_MAX           16
+enum tp_stat {
+	TP_STAT_OUTBOUND        = 0,  /* TCP connect sent to the outbound listener */
+	TP_STAT_INBOUND         = 1,  /* inbound SYN steered (tc or sk_lookup), or the proxy's local connect sent to the inbound listener */
+	TP_STAT_DNS             = 2,  /* DNS (UDP datagram / connect, TCP connect) sent to the DNS listener */
+	TP_STAT_EXCL_OUT_PORT   = 3,  /* outbound TCP left alone: excluded port */
+	TP_STAT_EXCL_IN_PORT    = 4,  /* inbound SYN left alone: excluded port */
+	TP_STAT_EXCL_OUT_ADDR   = 5,  /* outbound TCP left alone: excluded destination */
+	TP_STAT_EXCL_IN_ADDR    = 6,  /* inbound SYN left alone: excluded source */
+	TP_STAT_EXCL_UID        = 7,  /* left alone: per-uid exclusion */
+	TP_STAT_PROXY           = 8,  /* the proxy's own traffic let through */
+	TP_STAT_NO_LISTENER     = 9,  /* inbound SYN to steer, but no proxy listener: refused by sk_lookup */
+	TP_STAT_REFUSED_SOCKOPT = 10, /* setsockopt of a routing header / source route refused (EPERM) */
+	TP_STAT_DROPPED_EGRESS  = 11, /* packet dropped at cgroup egress: source-routed, routed around, stale DNS */
+	TP_STAT_MAX             = 16,
+};
 
 /* Value of the single-entry array map tp_cfg_v1 (key 0). */
 struct tp_config {
@@ -107,5 +125,21 @@ struct tp_uid_port_key {
 struct tp_ip6 {
 	__u32 addr[4];          /* network order */
 };                          /* 16 bytes */
+
+/*
+ * Not used by any program: one variable of every enum above, so clang records each
+ * enum (names and values) in the object's BTF for the layout test. It lives in a
+ * section of its own, which libbpf skips (no map, nothing loaded into the kernel).
+ */
+struct tp_abi_consts {
+	enum tp_abi abi;
+	enum tp_af af;
+	enum tp_dns_mode dns_mode;
+	enum tp_cfg_flag cfg_flag;
+	enum tp_listener_key listener_key;
+	enum tp_stat stat;
+};
+
+__attribute__((section(".tp_abi"), used)) const struct tp_abi_consts tp_abi_anchor = {};
 
 #endif /* TP_ABI_H */

@@ -43,7 +43,10 @@ import {
   startCast,
   uninstallFlags,
 } from '../sandbox/harness.js';
-import { createSandbox, describeSweep, spawnIn, sweepStaleSandboxes, type Sandbox, type SandboxProcess } from '../sandbox/sandbox.js';
+import { createSandbox } from '../sandbox/sandbox.js';
+import { describeSweep, sweepStaleSandboxes } from '../sandbox/leftovers.js';
+import { spawnIn } from '../sandbox/processes.js';
+import type { Sandbox, SandboxProcess } from '../sandbox/types.js';
 import { renderChart } from './chart.js';
 import { median } from './stats.js';
 import type { BenchResults, LevelResult, StartupRow } from './results.js';

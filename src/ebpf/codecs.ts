@@ -3,12 +3,25 @@
  * exact size and writes every field at its C offset with an explicit byte order:
  * addresses and socket-address ports in network order (big endian), everything
  * else (uids, settings, map-key ports, LPM prefix lengths) in host order.
- * test/ebpf/object.test.ts compares these sizes with the objects' BTF.
+ * Offsets and sizes come from the layout tables of abi.ts, which
+ * test/ebpf/abi.test.ts compares with the objects' BTF.
  */
 import { endianness } from 'node:os';
+import { ABI_STRUCTS, TP_AF_INET } from './abi.js';
+
+export {
+  TP_AF_INET,
+  TP_AF_INET6,
+  TP_DNS_ALL,
+  TP_DNS_LISTED,
+  TP_DNS_OFF,
+  TP_F_INBOUND,
+  TP_F_IPV4,
+  TP_F_IPV6,
+} from './abi.js';
 
 export interface Codec<T> {
-  /** The C struct (or scalar) this codec mirrors. */
+  /** The C type this codec mirrors, spelled as in BTF (`struct tp_config`, `__u32`). */
   readonly cType: string;
   readonly size: number;
   encode(v: T): Buffer;
@@ -43,21 +56,10 @@ function bytes(src: Buffer, len: number, what: string): Buffer {
   return src;
 }
 
-export const TP_AF_INET = 2;
-export const TP_AF_INET6 = 10;
-
-export const TP_DNS_OFF = 0;
-export const TP_DNS_LISTED = 1;
-export const TP_DNS_ALL = 2;
-
-export const TP_F_INBOUND = 1 << 0;
-export const TP_F_IPV4 = 1 << 1;
-export const TP_F_IPV6 = 1 << 2;
-
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
-/** struct tp_config (32 bytes). */
+/** struct tp_config. */
 export interface TpConfig {
   proxyUid: number;
   outboundPort: number;
@@ -71,37 +73,42 @@ export interface TpConfig {
   instanceIp6: Buffer;
 }
 
+const CFG = ABI_STRUCTS.tp_config;
+
 export const tpConfig: Codec<TpConfig> = {
   cType: 'struct tp_config',
-  size: 32,
+  size: CFG.size,
   encode(v) {
-    const b = Buffer.alloc(32);
-    u32h(b, 0, v.proxyUid);
-    u16h(b, 4, v.outboundPort);
-    u16h(b, 6, v.inboundPort);
-    u16h(b, 8, v.dnsPort);
-    b.writeUInt8(v.dnsMode, 10);
-    b.writeUInt8(v.flags, 11);
-    bytes(v.instanceIp4, 4, 'instance_ip4').copy(b, 12);
-    bytes(v.instanceIp6, 16, 'instance_ip6').copy(b, 16);
+    const o = CFG.off;
+    const b = Buffer.alloc(CFG.size);
+    u32h(b, o.proxy_uid, v.proxyUid);
+    u16h(b, o.outbound_port, v.outboundPort);
+    u16h(b, o.inbound_port, v.inboundPort);
+    u16h(b, o.dns_port, v.dnsPort);
+    b.writeUInt8(v.dnsMode, o.dns_mode);
+    b.writeUInt8(v.flags, o.flags);
+    bytes(v.instanceIp4, CFG.fields.instance_ip4.size, 'instance_ip4').copy(b, o.instance_ip4);
+    bytes(v.instanceIp6, CFG.fields.instance_ip6.size, 'instance_ip6').copy(b, o.instance_ip6);
     return b;
   },
   decode(b) {
-    checkSize(this.cType, b, 32);
+    checkSize(this.cType, b, CFG.size);
+    const o = CFG.off;
+    const f = CFG.fields;
     return {
-      proxyUid: u32h(b, 0),
-      outboundPort: u16h(b, 4),
-      inboundPort: u16h(b, 6),
-      dnsPort: u16h(b, 8),
-      dnsMode: b.readUInt8(10),
-      flags: b.readUInt8(11),
-      instanceIp4: Buffer.from(b.subarray(12, 16)),
-      instanceIp6: Buffer.from(b.subarray(16, 32)),
+      proxyUid: u32h(b, o.proxy_uid),
+      outboundPort: u16h(b, o.outbound_port),
+      inboundPort: u16h(b, o.inbound_port),
+      dnsPort: u16h(b, o.dns_port),
+      dnsMode: b.readUInt8(o.dns_mode),
+      flags: b.readUInt8(o.flags),
+      instanceIp4: Buffer.from(b.subarray(o.instance_ip4, o.instance_ip4 + f.instance_ip4.size)),
+      instanceIp6: Buffer.from(b.subarray(o.instance_ip6, o.instance_ip6 + f.instance_ip6.size)),
     };
   },
 };
 
-/** struct tp_addr / struct tp_flow_key (same layout, 20 bytes). */
+/** struct tp_addr / struct tp_flow_key (same layout). */
 export interface TpAddr {
   family: number;
   /** 4 bytes (IPv4) or 16 bytes (IPv6), network order. */
@@ -110,31 +117,34 @@ export interface TpAddr {
   port: number;
 }
 
-function addrCodec(cType: string): Codec<TpAddr> {
+function addrCodec(name: 'tp_addr' | 'tp_flow_key'): Codec<TpAddr> {
+  const L = ABI_STRUCTS[name];
+  const cType = `struct ${name}`;
   return {
     cType,
-    size: 20,
+    size: L.size,
     encode(v) {
-      const b = Buffer.alloc(20);
-      bytes(v.ip, v.family === TP_AF_INET ? 4 : 16, cType).copy(b, 0);
-      b.writeUInt16BE(v.port, 16);
-      b.writeUInt8(v.family, 18);
+      const b = Buffer.alloc(L.size);
+      bytes(v.ip, v.family === TP_AF_INET ? 4 : L.fields.ip.size, cType).copy(b, L.off.ip);
+      b.writeUInt16BE(v.port, L.off.port);
+      b.writeUInt8(v.family, L.off.family);
       return b;
     },
     decode(b) {
-      checkSize(cType, b, 20);
-      const family = b.readUInt8(18);
+      checkSize(cType, b, L.size);
+      const family = b.readUInt8(L.off.family);
+      const ipLen = family === TP_AF_INET ? 4 : L.fields.ip.size;
       return {
         family,
-        ip: Buffer.from(b.subarray(0, family === TP_AF_INET ? 4 : 16)),
-        port: b.readUInt16BE(16),
+        ip: Buffer.from(b.subarray(L.off.ip, L.off.ip + ipLen)),
+        port: b.readUInt16BE(L.off.port),
       };
     },
   };
 }
 
-export const tpAddr = addrCodec('struct tp_addr');
-export const tpFlowKey = addrCodec('struct tp_flow_key');
+export const tpAddr = addrCodec('tp_addr');
+export const tpFlowKey = addrCodec('tp_flow_key');
 
 /** LPM trie keys: prefix length (host order) + network-order address. */
 export interface LpmKey {
@@ -142,28 +152,30 @@ export interface LpmKey {
   addr: Buffer;
 }
 
-function lpmCodec(cType: string, addrLen: number): Codec<LpmKey> {
-  const size = 4 + addrLen;
+function lpmCodec(name: 'tp_lpm4_key' | 'tp_lpm6_key'): Codec<LpmKey> {
+  const L = ABI_STRUCTS[name];
+  const cType = `struct ${name}`;
+  const addrEnd = L.off.addr + L.fields.addr.size;
   return {
     cType,
-    size,
+    size: L.size,
     encode(v) {
-      const b = Buffer.alloc(size);
-      u32h(b, 0, v.prefixLength);
-      bytes(v.addr, addrLen, cType).copy(b, 4);
+      const b = Buffer.alloc(L.size);
+      u32h(b, L.off.prefixlen, v.prefixLength);
+      bytes(v.addr, L.fields.addr.size, cType).copy(b, L.off.addr);
       return b;
     },
     decode(b) {
-      checkSize(cType, b, size);
-      return { prefixLength: u32h(b, 0), addr: Buffer.from(b.subarray(4, size)) };
+      checkSize(cType, b, L.size);
+      return { prefixLength: u32h(b, L.off.prefixlen), addr: Buffer.from(b.subarray(L.off.addr, addrEnd)) };
     },
   };
 }
 
-export const tpLpm4Key = lpmCodec('struct tp_lpm4_key', 4);
-export const tpLpm6Key = lpmCodec('struct tp_lpm6_key', 16);
+export const tpLpm4Key = lpmCodec('tp_lpm4_key');
+export const tpLpm6Key = lpmCodec('tp_lpm6_key');
 
-/** struct tp_uid_port_key (8 bytes). */
+/** struct tp_uid_port_key. */
 export interface UidPortKey {
   uid: number;
   /** Host order; 0 = every port. */
@@ -171,38 +183,40 @@ export interface UidPortKey {
   proto: number;
 }
 
+const UID = ABI_STRUCTS.tp_uid_port_key;
+
 export const tpUidPortKey: Codec<UidPortKey> = {
   cType: 'struct tp_uid_port_key',
-  size: 8,
+  size: UID.size,
   encode(v) {
-    const b = Buffer.alloc(8);
-    u32h(b, 0, v.uid);
-    u16h(b, 4, v.port);
-    b.writeUInt8(v.proto, 6);
+    const b = Buffer.alloc(UID.size);
+    u32h(b, UID.off.uid, v.uid);
+    u16h(b, UID.off.port, v.port);
+    b.writeUInt8(v.proto, UID.off.proto);
     return b;
   },
   decode(b) {
-    checkSize(this.cType, b, 8);
-    return { uid: u32h(b, 0), port: u16h(b, 4), proto: b.readUInt8(6) };
+    checkSize(this.cType, b, UID.size);
+    return { uid: u32h(b, UID.off.uid), port: u16h(b, UID.off.port), proto: b.readUInt8(UID.off.proto) };
   },
 };
 
-/** struct tp_ip6 (16 bytes, network order). */
+/** struct tp_ip6 (one address, network order). */
 export const tpIp6: Codec<Buffer> = {
   cType: 'struct tp_ip6',
-  size: 16,
+  size: ABI_STRUCTS.tp_ip6.size,
   encode(v) {
-    return Buffer.from(bytes(v, 16, this.cType));
+    return Buffer.from(bytes(v, this.size, this.cType));
   },
   decode(b) {
-    checkSize(this.cType, b, 16);
+    checkSize(this.cType, b, this.size);
     return Buffer.from(b);
   },
 };
 
 /** __u32 IPv4 address in network order (tp_dns_srv4_v1 key). */
 export const ip4Key: Codec<Buffer> = {
-  cType: '__u32 (network order)',
+  cType: '__u32',
   size: 4,
   encode(v) {
     return Buffer.from(bytes(v, 4, this.cType));
@@ -215,7 +229,7 @@ export const ip4Key: Codec<Buffer> = {
 
 /** __u16 port in host order (tp_out_port_v1 / tp_in_port_v1 keys). */
 export const portKey: Codec<number> = {
-  cType: '__u16 (host order)',
+  cType: '__u16',
   size: 2,
   encode(v) {
     const b = Buffer.alloc(2);
@@ -272,15 +286,4 @@ export const u8Value: Codec<number> = {
     checkSize(this.cType, b, 1);
     return b.readUInt8(0);
   },
-};
-
-/** BTF struct name → codec, for the ABI test. */
-export const abiStructs: Record<string, Codec<unknown>> = {
-  tp_config: tpConfig as Codec<unknown>,
-  tp_addr: tpAddr as Codec<unknown>,
-  tp_flow_key: tpFlowKey as Codec<unknown>,
-  tp_lpm4_key: tpLpm4Key as Codec<unknown>,
-  tp_lpm6_key: tpLpm6Key as Codec<unknown>,
-  tp_uid_port_key: tpUidPortKey as Codec<unknown>,
-  tp_ip6: tpIp6 as Codec<unknown>,
 };

@@ -1,17 +1,19 @@
 /**
- * The libbpf binding: C signatures of exactly the libbpf 1.1 calls tpctl uses,
- * declared through koffi on first use (src/ffi.ts holds the only koffi.load), and
- * thin wrappers that turn libbpf's error convention into LibbpfError.
+ * The libbpf binding: the C prototypes of exactly the libbpf 1.1 calls tpctl uses,
+ * declared through koffi on first use (src/ffi.ts holds the only koffi.load), typed
+ * for TypeScript (LibbpfCalls), and thin wrappers that turn libbpf's error
+ * convention into LibbpfError.
  *
  * libbpf 1.x convention: int-returning calls return -errno (and set errno);
  * pointer-returning calls return NULL and set errno.
  *
- * Structs whose layout we pass by pointer (bpf_tc_hook, bpf_tc_opts) are built in
- * Buffers with their offsets spelled out below, checked against
- * /usr/include/bpf/libbpf.h of libbpf 1.1 (x86_64 and arm64 are both LP64).
+ * Every struct passed by pointer is a koffi.struct copied from its C declaration
+ * (libbpf.h, bpf.h, linux/bpf.h): koffi lays it out like the C compiler does, so no
+ * offset is written down here. The kernel's *_info structs are declared up to the
+ * last member tpctl reads; the kernel fills only the length it is given.
  */
 import { closeSync } from 'node:fs';
-import { constants as osConstants, endianness } from 'node:os';
+import { constants as osConstants } from 'node:os';
 import { errnoName, koffi, loadLibrary } from '../ffi.js';
 import { LibbpfError } from '../errors.js';
 
@@ -50,101 +52,290 @@ export function libbpfLog(maxLevel = 0): LibbpfLogLine[] {
 
 // ---- the binding -----------------------------------------------------------
 
-type Fn = (...args: unknown[]) => unknown;
-
-interface Binding {
-  [name: string]: Fn;
+/** struct bpf_object_open_opts (libbpf 1.1). */
+interface ObjectOpenOpts {
+  sz: number;
+  object_name: string | null;
+  relaxed_maps: boolean;
+  pin_root_path: string | null;
+  kconfig: string | null;
+  btf_custom_path: string | null;
+  kernel_log_buf: null;
+  kernel_log_size: number;
+  kernel_log_level: number;
 }
 
-let binding: Binding | undefined;
+/** struct bpf_tc_hook. */
+interface TcHook {
+  sz: number;
+  ifindex: number;
+  attach_point: number;
+  parent: number;
+}
+
+/** struct bpf_tc_opts (prog_id is filled in by bpf_tc_attach / bpf_tc_query). */
+interface TcOpts {
+  sz: number;
+  prog_fd: number;
+  flags: number;
+  prog_id: number;
+  handle: number;
+  priority: number;
+}
+
+/** struct bpf_map_create_opts. */
+interface MapCreateOpts {
+  sz: number;
+  map_flags: number;
+}
+
+/** struct bpf_map_batch_opts. */
+interface MapBatchOpts {
+  sz: number;
+  elem_flags: number;
+  flags: number;
+}
+
+/** struct bpf_prog_info, up to name. */
+interface ProgInfoStruct {
+  type: number;
+  id: number;
+  tag: Uint8Array;
+  name: string;
+}
+
+/** struct bpf_map_info, up to map_flags. */
+interface MapInfoStruct {
+  type: number;
+  id: number;
+  key_size: number;
+  value_size: number;
+  max_entries: number;
+  map_flags: number;
+}
+
+/** struct bpf_link_info: the common head; the union is read as cgroup or netns. */
+interface LinkInfoStruct {
+  type: number;
+  id: number;
+  prog_id: number;
+}
+
+/** Every libbpf call tpctl makes, as TypeScript sees it (prototypes in PROTOTYPES). */
+interface LibbpfCalls {
+  bpf_object__open_file(path: string, opts: ObjectOpenOpts): NativePtr | null;
+  bpf_object__load(obj: NativePtr): number;
+  bpf_object__close(obj: NativePtr): void;
+  bpf_object__next_program(obj: NativePtr, prog: NativePtr | null): NativePtr | null;
+  bpf_object__next_map(obj: NativePtr, map: NativePtr | null): NativePtr | null;
+  bpf_object__find_map_by_name(obj: NativePtr, name: string): NativePtr | null;
+  bpf_program__name(prog: NativePtr): string;
+  bpf_program__section_name(prog: NativePtr): string;
+  bpf_program__fd(prog: NativePtr): number;
+  bpf_program__attach_cgroup(prog: NativePtr, cgroupFd: number): NativePtr | null;
+  bpf_program__attach_netns(prog: NativePtr, netnsFd: number): NativePtr | null;
+  bpf_map__name(map: NativePtr): string;
+  bpf_map__type(map: NativePtr): number;
+  bpf_map__key_size(map: NativePtr): number;
+  bpf_map__value_size(map: NativePtr): number;
+  bpf_map__max_entries(map: NativePtr): number;
+  bpf_map__set_max_entries(map: NativePtr, maxEntries: number): number;
+  bpf_map__set_pin_path(map: NativePtr, path: string | null): number;
+  bpf_link__pin(link: NativePtr, path: string): number;
+  bpf_link__destroy(link: NativePtr): number;
+  bpf_link_detach(linkFd: number): number;
+  bpf_obj_get(path: string): number;
+  bpf_obj_pin(fd: number, path: string): number;
+  bpf_prog_get_fd_by_id(id: number): number;
+  bpf_obj_get_info_by_fd(fd: number, info: Buffer, infoLen: number[]): number;
+  bpf_map_create(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, opts: MapCreateOpts | null): number;
+  bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: number): number;
+  bpf_map_update_batch(fd: number, keys: Buffer, values: Buffer, count: number[], opts: MapBatchOpts): number;
+  bpf_map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
+  bpf_map_delete_elem(fd: number, key: Buffer): number;
+  bpf_map_get_next_key(fd: number, key: Buffer | null, nextKey: Buffer): number;
+  bpf_tc_hook_create(hook: TcHook): number;
+  bpf_tc_hook_destroy(hook: TcHook): number;
+  bpf_tc_attach(hook: TcHook, opts: TcOpts): number;
+  bpf_tc_detach(hook: TcHook, opts: TcOpts): number;
+  bpf_tc_query(hook: TcHook, opts: TcOpts): number;
+  libbpf_set_print(fn: unknown): unknown;
+}
+
+/** The C prototype of each call, in koffi's syntax (tp_* are the structs declared below). */
+const PROTOTYPES: Record<keyof LibbpfCalls, string> = {
+  bpf_object__open_file: 'bpf_object *bpf_object__open_file(const char *path, const tp_bpf_object_open_opts *opts)',
+  bpf_object__load: 'int bpf_object__load(bpf_object *obj)',
+  bpf_object__close: 'void bpf_object__close(bpf_object *obj)',
+  bpf_object__next_program: 'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)',
+  bpf_object__next_map: 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)',
+  bpf_object__find_map_by_name: 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)',
+  bpf_program__name: 'const char *bpf_program__name(const bpf_program *prog)',
+  bpf_program__section_name: 'const char *bpf_program__section_name(const bpf_program *prog)',
+  bpf_program__fd: 'int bpf_program__fd(const bpf_program *prog)',
+  bpf_program__attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
+  bpf_program__attach_netns: 'bpf_link *bpf_program__attach_netns(const bpf_program *prog, int netns_fd)',
+  bpf_map__name: 'const char *bpf_map__name(const bpf_map *map)',
+  bpf_map__type: 'int bpf_map__type(const bpf_map *map)',
+  bpf_map__key_size: 'uint32_t bpf_map__key_size(const bpf_map *map)',
+  bpf_map__value_size: 'uint32_t bpf_map__value_size(const bpf_map *map)',
+  bpf_map__max_entries: 'uint32_t bpf_map__max_entries(const bpf_map *map)',
+  bpf_map__set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
+  bpf_map__set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
+  bpf_link__pin: 'int bpf_link__pin(bpf_link *link, const char *path)',
+  bpf_link__destroy: 'int bpf_link__destroy(bpf_link *link)',
+  bpf_link_detach: 'int bpf_link_detach(int link_fd)',
+  bpf_obj_get: 'int bpf_obj_get(const char *pathname)',
+  bpf_obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
+  bpf_prog_get_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
+  bpf_obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, _Inout_ uint32_t *info_len)',
+  bpf_map_create:
+    'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const tp_bpf_map_create_opts *opts)',
+  bpf_map_update_elem: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
+  bpf_map_update_batch:
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const tp_bpf_map_batch_opts *opts)',
+  bpf_map_lookup_elem: 'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
+  bpf_map_delete_elem: 'int bpf_map_delete_elem(int fd, const void *key)',
+  bpf_map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
+  bpf_tc_hook_create: 'int bpf_tc_hook_create(tp_bpf_tc_hook *hook)',
+  bpf_tc_hook_destroy: 'int bpf_tc_hook_destroy(tp_bpf_tc_hook *hook)',
+  bpf_tc_attach: 'int bpf_tc_attach(const tp_bpf_tc_hook *hook, _Inout_ tp_bpf_tc_opts *opts)',
+  bpf_tc_detach: 'int bpf_tc_detach(const tp_bpf_tc_hook *hook, const tp_bpf_tc_opts *opts)',
+  bpf_tc_query: 'int bpf_tc_query(const tp_bpf_tc_hook *hook, _Inout_ tp_bpf_tc_opts *opts)',
+  libbpf_set_print: 'void *libbpf_set_print(tp_libbpf_print_fn *fn)',
+};
+
+/** koffi type names of the structs, for koffi.sizeof / koffi.decode. */
+const STRUCT = {
+  objectOpenOpts: 'tp_bpf_object_open_opts',
+  tcHook: 'tp_bpf_tc_hook',
+  tcOpts: 'tp_bpf_tc_opts',
+  mapCreateOpts: 'tp_bpf_map_create_opts',
+  mapBatchOpts: 'tp_bpf_map_batch_opts',
+  progInfo: 'tp_bpf_prog_info',
+  mapInfo: 'tp_bpf_map_info',
+  linkInfo: 'tp_bpf_link_info',
+  linkInfoCgroup: 'tp_bpf_link_info_cgroup',
+  linkInfoNetns: 'tp_bpf_link_info_netns',
+} as const;
+
+/**
+ * C struct name → the koffi type declared for it. test/ebpf/libbpf-structs.test.ts
+ * compiles the C headers and compares each layout, member by member, with koffi's.
+ */
+export const C_STRUCTS = {
+  bpf_object_open_opts: STRUCT.objectOpenOpts,
+  bpf_tc_hook: STRUCT.tcHook,
+  bpf_tc_opts: STRUCT.tcOpts,
+  bpf_map_create_opts: STRUCT.mapCreateOpts,
+  bpf_map_batch_opts: STRUCT.mapBatchOpts,
+  bpf_prog_info: STRUCT.progInfo,
+  bpf_map_info: STRUCT.mapInfo,
+  bpf_link_info: STRUCT.linkInfo,
+} as const;
+
+let structsDeclared = false;
+
+/** The struct declarations, member for member as in the C headers (koffi refuses a name twice). */
+export function declareStructs(): void {
+  if (structsDeclared) return;
+  structsDeclared = true;
+  koffi.opaque('bpf_object');
+  koffi.opaque('bpf_program');
+  koffi.opaque('bpf_map');
+  koffi.opaque('bpf_link');
+  koffi.struct(STRUCT.objectOpenOpts, {
+    sz: 'size_t',
+    object_name: 'const char *',
+    relaxed_maps: 'bool',
+    pin_root_path: 'const char *',
+    attach_prog_fd: 'uint32_t', // removed in libbpf 1.0, the slot stays
+    kconfig: 'const char *',
+    btf_custom_path: 'const char *',
+    kernel_log_buf: 'char *',
+    kernel_log_size: 'size_t',
+    kernel_log_level: 'uint32_t',
+  });
+  koffi.struct(STRUCT.tcHook, { sz: 'size_t', ifindex: 'int', attach_point: 'int', parent: 'uint32_t' });
+  koffi.struct(STRUCT.tcOpts, {
+    sz: 'size_t',
+    prog_fd: 'int',
+    flags: 'uint32_t',
+    prog_id: 'uint32_t',
+    handle: 'uint32_t',
+    priority: 'uint32_t',
+  });
+  koffi.struct(STRUCT.mapCreateOpts, {
+    sz: 'size_t',
+    btf_fd: 'uint32_t',
+    btf_key_type_id: 'uint32_t',
+    btf_value_type_id: 'uint32_t',
+    btf_vmlinux_value_type_id: 'uint32_t',
+    inner_map_fd: 'uint32_t',
+    map_flags: 'uint32_t',
+    map_extra: 'uint64_t',
+    numa_node: 'uint32_t',
+    map_ifindex: 'uint32_t',
+  });
+  koffi.struct(STRUCT.mapBatchOpts, { sz: 'size_t', elem_flags: 'uint64_t', flags: 'uint64_t' });
+  koffi.struct(STRUCT.progInfo, {
+    type: 'uint32_t',
+    id: 'uint32_t',
+    tag: 'uint8_t[8]',
+    jited_prog_len: 'uint32_t',
+    xlated_prog_len: 'uint32_t',
+    jited_prog_insns: 'uint64_t',
+    xlated_prog_insns: 'uint64_t',
+    load_time: 'uint64_t',
+    created_by_uid: 'uint32_t',
+    nr_map_ids: 'uint32_t',
+    map_ids: 'uint64_t',
+    name: 'char[16]',
+  });
+  koffi.struct(STRUCT.mapInfo, {
+    type: 'uint32_t',
+    id: 'uint32_t',
+    key_size: 'uint32_t',
+    value_size: 'uint32_t',
+    max_entries: 'uint32_t',
+    map_flags: 'uint32_t',
+  });
+  koffi.struct(STRUCT.linkInfoCgroup, { cgroup_id: 'uint64_t', attach_type: 'uint32_t' });
+  koffi.struct(STRUCT.linkInfoNetns, { netns_ino: 'uint32_t', attach_type: 'uint32_t' });
+  koffi.struct(STRUCT.linkInfo, {
+    type: 'uint32_t',
+    id: 'uint32_t',
+    prog_id: 'uint32_t',
+    u: koffi.union({ cgroup: STRUCT.linkInfoCgroup, netns: STRUCT.linkInfoNetns }),
+  });
+  // libbpf_print_fn_t takes a va_list; on LP64 ABIs it is passed as a pointer, which
+  // vsnprintf accepts directly.
+  koffi.proto('int tp_libbpf_print_fn(int level, const char *fmt, void *args)');
+}
+
+let binding: LibbpfCalls | undefined;
 // The registered print callback must stay alive for the whole process: libbpf keeps
 // the pointer in a global.
 let printCallback: unknown;
 
 /** Load libbpf.so.1 and declare the functions. Throws PreflightError when it is missing. */
-export function libbpf(): Binding {
+export function libbpf(): LibbpfCalls {
   if (binding) return binding;
   const lib = loadLibrary('libbpf.so.1');
   const libc = loadLibrary('libc.so.6');
+  declareStructs();
+  const calls = Object.fromEntries(Object.entries(PROTOTYPES).map(([name, proto]) => [name, lib.func(proto)])) as unknown as LibbpfCalls;
 
-  koffi.opaque('bpf_object');
-  koffi.opaque('bpf_program');
-  koffi.opaque('bpf_map');
-  koffi.opaque('bpf_link');
-  koffi.opaque('btf');
-  // libbpf 1.1 layout: sz@0 object_name@8 relaxed_maps@16 pin_root_path@24
-  // (removed attach_prog_fd)@32 kconfig@40 btf_custom_path@48 kernel_log_buf@56
-  // kernel_log_size@64 kernel_log_level@72, sizeof 80. koffi aligns like C.
-  koffi.struct('tp_bpf_object_open_opts', {
-    sz: 'size_t',
-    object_name: 'const char *',
-    relaxed_maps: 'bool',
-    pin_root_path: 'const char *',
-    removed_attach_prog_fd: 'uint32_t',
-    kconfig: 'const char *',
-    btf_custom_path: 'const char *',
-    kernel_log_buf: 'void *',
-    kernel_log_size: 'size_t',
-    kernel_log_level: 'uint32_t',
-  });
-  // libbpf_print_fn_t takes a va_list; on LP64 ABIs it is passed as a pointer, which
-  // vsnprintf accepts directly.
-  koffi.proto('int tp_libbpf_print_fn(int level, const char *fmt, void *args)');
-
-  const decls: Record<string, string> = {
-    open_file: 'bpf_object *bpf_object__open_file(const char *path, const tp_bpf_object_open_opts *opts)',
-    object_load: 'int bpf_object__load(bpf_object *obj)',
-    object_close: 'void bpf_object__close(bpf_object *obj)',
-    object_btf: 'btf *bpf_object__btf(const bpf_object *obj)',
-    next_program: 'bpf_program *bpf_object__next_program(const bpf_object *obj, bpf_program *prog)',
-    next_map: 'bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)',
-    program_name: 'const char *bpf_program__name(const bpf_program *prog)',
-    program_section: 'const char *bpf_program__section_name(const bpf_program *prog)',
-    program_fd: 'int bpf_program__fd(const bpf_program *prog)',
-    map_name: 'const char *bpf_map__name(const bpf_map *map)',
-    map_type: 'int bpf_map__type(const bpf_map *map)',
-    map_key_size: 'uint32_t bpf_map__key_size(const bpf_map *map)',
-    map_value_size: 'uint32_t bpf_map__value_size(const bpf_map *map)',
-    map_max_entries: 'uint32_t bpf_map__max_entries(const bpf_map *map)',
-    attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
-    attach_netns: 'bpf_link *bpf_program__attach_netns(const bpf_program *prog, int netns_fd)',
-    link_pin: 'int bpf_link__pin(bpf_link *link, const char *path)',
-    link_destroy: 'int bpf_link__destroy(bpf_link *link)',
-    link_detach: 'int bpf_link_detach(int link_fd)',
-    obj_get: 'int bpf_obj_get(const char *pathname)',
-    obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
-    prog_get_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
-    obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
-    map_create:
-      'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
-    map_update: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
-    map_lookup: 'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
-    map_delete: 'int bpf_map_delete_elem(int fd, const void *key)',
-    map_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
-    tc_hook_create: 'int bpf_tc_hook_create(void *hook)',
-    tc_hook_destroy: 'int bpf_tc_hook_destroy(void *hook)',
-    tc_attach: 'int bpf_tc_attach(const void *hook, void *opts)',
-    tc_detach: 'int bpf_tc_detach(const void *hook, const void *opts)',
-    tc_query: 'int bpf_tc_query(const void *hook, void *opts)',
-    set_print: 'void *libbpf_set_print(tp_libbpf_print_fn *fn)',
-    btf_find_by_name_kind: 'int btf__find_by_name_kind(const btf *btf, const char *name, uint32_t kind)',
-    btf_resolve_size: 'int64_t btf__resolve_size(const btf *btf, uint32_t type_id)',
-    find_map: 'bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)',
-    map_set_max_entries: 'int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)',
-    map_update_batch: 'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
-    // status: identities of what is attached
-    obj_get_info: 'int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)',
-    prog_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
-    map_set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
-  };
-  const b: Binding = {};
-  for (const [key, proto] of Object.entries(decls)) b[key] = lib.func(proto) as Fn;
-
-  const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)') as Fn;
+  const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)') as (
+    buf: Buffer,
+    size: number,
+    fmt: string,
+    args: unknown,
+  ) => number;
   const text = Buffer.alloc(8192);
   printCallback = koffi.register(
     (level: number, fmt: string, args: unknown) => {
-      const n = vsnprintf(text, text.length, fmt, args) as number;
+      const n = vsnprintf(text, text.length, fmt, args);
       if (n > 0) {
         logLines.push({ level, text: text.subarray(0, Math.min(n, text.length - 1)).toString('utf8') });
         if (logLines.length > MAX_LOG_LINES) logLines.splice(0, logLines.length - MAX_LOG_LINES);
@@ -153,9 +344,9 @@ export function libbpf(): Binding {
     },
     koffi.pointer('tp_libbpf_print_fn'),
   );
-  b.set_print!(printCallback);
-  binding = b;
-  return b;
+  calls.libbpf_set_print(printCallback);
+  binding = calls;
+  return calls;
 }
 
 // ---- error convention ------------------------------------------------------
@@ -207,20 +398,18 @@ export class BpfObject {
   /** Opens (parses) the ELF; PIN_BY_NAME maps will be pinned under pinRootPath on load. */
   static open(path: string, pinRootPath?: string): BpfObject {
     const b = libbpf();
-    const opts = {
-      sz: koffi.sizeof('tp_bpf_object_open_opts'),
+    const opts: ObjectOpenOpts = {
+      sz: koffi.sizeof(STRUCT.objectOpenOpts),
       object_name: null,
       relaxed_maps: false,
       pin_root_path: pinRootPath ?? null,
-      removed_attach_prog_fd: 0,
       kconfig: null,
       btf_custom_path: null,
       kernel_log_buf: null,
       kernel_log_size: 0,
       kernel_log_level: 0,
     };
-    const h = checkPtr('bpf_object__open_file', b.open_file!(path, opts), path);
-    return new BpfObject(path, h);
+    return new BpfObject(path, checkPtr('bpf_object__open_file', b.bpf_object__open_file(path, opts), path));
   }
 
   private get h(): NativePtr {
@@ -229,36 +418,39 @@ export class BpfObject {
   }
 
   load(): void {
-    checkRet('bpf_object__load', libbpf().object_load!(this.h), this.path);
+    checkRet('bpf_object__load', libbpf().bpf_object__load(this.h), this.path);
   }
 
   close(): void {
-    if (this.handle) libbpf().object_close!(this.handle);
+    if (this.handle) libbpf().bpf_object__close(this.handle);
     this.handle = undefined;
   }
 
   programs(): ProgramInfo[] {
     const b = libbpf();
     const out: ProgramInfo[] = [];
-    for (let p = b.next_program!(this.h, null); p; p = b.next_program!(this.h, p)) {
-      out.push({ name: b.program_name!(p) as string, section: b.program_section!(p) as string, handle: p as NativePtr });
+    for (let p = b.bpf_object__next_program(this.h, null); p; p = b.bpf_object__next_program(this.h, p)) {
+      out.push({ name: b.bpf_program__name(p), section: b.bpf_program__section_name(p), handle: p });
     }
+    return out;
+  }
+
+  private mapHandles(): NativePtr[] {
+    const b = libbpf();
+    const out: NativePtr[] = [];
+    for (let m = b.bpf_object__next_map(this.h, null); m; m = b.bpf_object__next_map(this.h, m)) out.push(m);
     return out;
   }
 
   maps(): MapInfo[] {
     const b = libbpf();
-    const out: MapInfo[] = [];
-    for (let m = b.next_map!(this.h, null); m; m = b.next_map!(this.h, m)) {
-      out.push({
-        name: b.map_name!(m) as string,
-        type: b.map_type!(m) as number,
-        keySize: b.map_key_size!(m) as number,
-        valueSize: b.map_value_size!(m) as number,
-        maxEntries: b.map_max_entries!(m) as number,
-      });
-    }
-    return out;
+    return this.mapHandles().map((m) => ({
+      name: b.bpf_map__name(m),
+      type: b.bpf_map__type(m),
+      keySize: b.bpf_map__key_size(m),
+      valueSize: b.bpf_map__value_size(m),
+      maxEntries: b.bpf_map__max_entries(m),
+    }));
   }
 
   /**
@@ -267,33 +459,22 @@ export class BpfObject {
    */
   setMaxEntries(mapName: string, maxEntries: number): void {
     const b = libbpf();
-    const m = checkPtr('bpf_object__find_map_by_name', b.find_map!(this.h, mapName), `${this.path}: ${mapName}`);
-    checkRet('bpf_map__set_max_entries', b.map_set_max_entries!(m, maxEntries), `${mapName} ${maxEntries}`);
-  }
-
-  /** Size in bytes of `struct <name>` as recorded in the object's BTF; undefined if absent. */
-  btfStructSize(name: string): number | undefined {
-    const b = libbpf();
-    const btf = b.object_btf!(this.h);
-    if (!btf) return undefined;
-    const BTF_KIND_STRUCT = 4;
-    const id = b.btf_find_by_name_kind!(btf, name, BTF_KIND_STRUCT) as number;
-    if (id < 0) return undefined;
-    return Number(checkRet('btf__resolve_size', b.btf_resolve_size!(btf, id), name));
+    const m = checkPtr('bpf_object__find_map_by_name', b.bpf_object__find_map_by_name(this.h, mapName), `${this.path}: ${mapName}`);
+    checkRet('bpf_map__set_max_entries', b.bpf_map__set_max_entries(m, maxEntries), `${mapName} ${maxEntries}`);
   }
 
   /** Before load: private maps (no pin reuse, nothing pinned) of `maxEntries` each, for a throw-away load. */
   privateMaps(maxEntries = 1): void {
     const b = libbpf();
-    for (let m = b.next_map!(this.h, null); m; m = b.next_map!(this.h, m)) {
-      checkRet('bpf_map__set_pin_path', b.map_set_pin_path!(m, null), this.path);
-      checkRet('bpf_map__set_max_entries', b.map_set_max_entries!(m, maxEntries), this.path);
+    for (const m of this.mapHandles()) {
+      checkRet('bpf_map__set_pin_path', b.bpf_map__set_pin_path(m, null), this.path);
+      checkRet('bpf_map__set_max_entries', b.bpf_map__set_max_entries(m, maxEntries), this.path);
     }
   }
 }
 
 export function programFd(p: ProgramInfo): number {
-  return checkRet('bpf_program__fd', libbpf().program_fd!(p.handle), p.name);
+  return checkRet('bpf_program__fd', libbpf().bpf_program__fd(p.handle), p.name);
 }
 
 // ---- links -----------------------------------------------------------------
@@ -302,13 +483,13 @@ export function programFd(p: ProgramInfo): number {
 function pinAndRelease(link: NativePtr, pinPath: string): void {
   const b = libbpf();
   try {
-    checkRet('bpf_link__pin', b.link_pin!(link, pinPath), pinPath);
+    checkRet('bpf_link__pin', b.bpf_link__pin(link, pinPath), pinPath);
   } catch (e) {
-    b.link_destroy!(link); // not pinned: destroying detaches
+    b.bpf_link__destroy(link); // not pinned: destroying detaches
     throw e;
   }
   // Closing our fd does not detach a pinned link.
-  b.link_destroy!(link);
+  b.bpf_link__destroy(link);
 }
 
 /**
@@ -316,19 +497,19 @@ function pinAndRelease(link: NativePtr, pinPath: string): void {
  * programs on the same hook keep running) and pins the link at pinPath.
  */
 export function attachCgroupPinned(p: ProgramInfo, cgroupFd: number, pinPath: string): void {
-  pinAndRelease(checkPtr('bpf_program__attach_cgroup', libbpf().attach_cgroup!(p.handle, cgroupFd), p.name), pinPath);
+  pinAndRelease(checkPtr('bpf_program__attach_cgroup', libbpf().bpf_program__attach_cgroup(p.handle, cgroupFd), p.name), pinPath);
 }
 
 /** Attaches a network-namespace program (sk_lookup) with a bpf_link and pins it. */
 export function attachNetnsPinned(p: ProgramInfo, netnsFd: number, pinPath: string): void {
-  pinAndRelease(checkPtr('bpf_program__attach_netns', libbpf().attach_netns!(p.handle, netnsFd), p.name), pinPath);
+  pinAndRelease(checkPtr('bpf_program__attach_netns', libbpf().bpf_program__attach_netns(p.handle, netnsFd), p.name), pinPath);
 }
 
 /** Force-detaches the link behind a pinned path (even if someone else holds an fd). */
 export function detachPinnedLink(pinPath: string): void {
   const fd = objGet(pinPath);
   try {
-    checkRet('bpf_link_detach', libbpf().link_detach!(fd), pinPath);
+    checkRet('bpf_link_detach', libbpf().bpf_link_detach(fd), pinPath);
   } finally {
     closeSync(fd);
   }
@@ -337,37 +518,15 @@ export function detachPinnedLink(pinPath: string): void {
 // ---- pinned objects and raw map access --------------------------------------
 
 export function objGet(path: string): number {
-  return checkRet('bpf_obj_get', libbpf().obj_get!(path), path);
+  return checkRet('bpf_obj_get', libbpf().bpf_obj_get(path), path);
 }
 
 export function objPin(fd: number, path: string): void {
-  checkRet('bpf_obj_pin', libbpf().obj_pin!(fd, path), path);
+  checkRet('bpf_obj_pin', libbpf().bpf_obj_pin(fd, path), path);
 }
 
-/**
- * The name of a loaded program (bpf_prog_info.name, 16 bytes at offset 64), or
- * undefined when no program has that id any more. Used to recognise our programs
- * by name where no record says which ids are ours (a tc filter).
- */
-export function programNameById(id: number): string | undefined {
-  const b = libbpf();
-  const fd = Number(b.prog_get_fd_by_id!(id));
-  if (fd === -ENOENT) return undefined;
-  checkRet('bpf_prog_get_fd_by_id', fd, `id ${id}`);
-  try {
-    const info = Buffer.alloc(80);
-    const len = Buffer.alloc(4);
-    writeU32(len, 0, info.length);
-    checkRet('bpf_obj_get_info_by_fd', b.obj_get_info_by_fd!(fd, info, len), `program ${id}`);
-    const name = info.subarray(64, 80);
-    const end = name.indexOf(0);
-    return name.subarray(0, end < 0 ? name.length : end).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
+/** enum bpf_map_type values tpctl creates (linux/bpf.h). */
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LRU_HASH: 9, LPM_TRIE: 11, SOCKMAP: 15 } as const;
 export const BPF_F_NO_PREALLOC = 1;
 export const BPF_ANY = 0;
 
@@ -380,20 +539,12 @@ export function mapCreate(
   maxEntries: number,
   mapFlags = 0,
 ): number {
-  let opts: Buffer | null = null;
-  if (mapFlags) {
-    // struct bpf_map_create_opts (libbpf 1.1): sz@0, btf_fd@8, btf_key_type_id@12,
-    // btf_value_type_id@16, btf_vmlinux_value_type_id@20, inner_map_fd@24,
-    // map_flags@28, map_extra@32, numa_node@40, map_ifindex@44; sizeof 48.
-    opts = Buffer.alloc(48);
-    writeSizeT(opts, 0, 48);
-    writeU32(opts, 28, mapFlags);
-  }
-  return checkRet('bpf_map_create', libbpf().map_create!(type, name, keySize, valueSize, maxEntries, opts), name);
+  const opts: MapCreateOpts | null = mapFlags ? { sz: koffi.sizeof(STRUCT.mapCreateOpts), map_flags: mapFlags } : null;
+  return checkRet('bpf_map_create', libbpf().bpf_map_create(type, name, keySize, valueSize, maxEntries, opts), name);
 }
 
 export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_ANY): void {
-  checkRet('bpf_map_update_elem', libbpf().map_update!(fd, key, value, flags));
+  checkRet('bpf_map_update_elem', libbpf().bpf_map_update_elem(fd, key, value, flags));
 }
 
 /**
@@ -402,11 +553,9 @@ export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_AN
  * on many kernels: EINVAL/ENOTSUPP), so the caller can fall back to single updates.
  */
 export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): boolean {
-  // struct bpf_map_batch_opts (libbpf 1.1): sz@0 elem_flags@8 flags@16; sizeof 24.
-  const opts = Buffer.alloc(24);
-  writeSizeT(opts, 0, 24);
-  const n = new Uint32Array([count]);
-  const r = Number(libbpf().map_update_batch!(fd, keys, values, n, opts));
+  const opts: MapBatchOpts = { sz: koffi.sizeof(STRUCT.mapBatchOpts), elem_flags: 0, flags: 0 };
+  const n = [count];
+  const r = libbpf().bpf_map_update_batch(fd, keys, values, n, opts);
   if (r === -EINVAL || r === -ENOTSUPP || r === -osConstants.errno.EOPNOTSUPP) {
     if (n[0] === 0) return false;
   }
@@ -422,18 +571,16 @@ export interface PinnedMapInfo {
   flags: number;
 }
 
-/** What the kernel says about a map fd (struct bpf_map_info: type@0 id@4 key_size@8 value_size@12 max_entries@16 map_flags@20). */
+/** What the kernel says about a map fd (struct bpf_map_info). */
 export function mapInfo(fd: number): PinnedMapInfo {
-  const info = Buffer.alloc(256);
-  const len = new Uint32Array([info.length]);
-  checkRet('bpf_obj_get_info_by_fd', libbpf().obj_get_info!(fd, info, len));
-  return { type: readU32(info, 0), keySize: readU32(info, 8), valueSize: readU32(info, 12), maxEntries: readU32(info, 16), flags: readU32(info, 20) };
+  const info = objInfo<MapInfoStruct>(fd, STRUCT.mapInfo);
+  return { type: info.type, keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries, flags: info.map_flags };
 }
 
 /** The value for key, or undefined when absent. */
 export function mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | undefined {
   const value = Buffer.alloc(valueSize);
-  const r = Number(libbpf().map_lookup!(fd, key, value));
+  const r = libbpf().bpf_map_lookup_elem(fd, key, value);
   if (r === -ENOENT) return undefined;
   checkRet('bpf_map_lookup_elem', r);
   return value;
@@ -441,7 +588,7 @@ export function mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | 
 
 /** True when the key was there. */
 export function mapDelete(fd: number, key: Buffer): boolean {
-  const r = Number(libbpf().map_delete!(fd, key));
+  const r = libbpf().bpf_map_delete_elem(fd, key);
   if (r === -ENOENT) return false;
   checkRet('bpf_map_delete_elem', r);
   return true;
@@ -454,7 +601,7 @@ export function mapKeys(fd: number, keySize: number, limit = 1 << 20): Buffer[] 
   let prev: Buffer | null = null;
   for (let i = 0; i < limit; i++) {
     const next = Buffer.alloc(keySize);
-    const r = Number(b.map_next_key!(fd, prev, next));
+    const r = b.bpf_map_get_next_key(fd, prev, next);
     if (r === -ENOENT) break;
     checkRet('bpf_map_get_next_key', r);
     keys.push(next);
@@ -465,43 +612,21 @@ export function mapKeys(fd: number, keySize: number, limit = 1 << 20): Buffer[] 
 
 // ---- tc (clsact + direct-action filter over netlink) ------------------------
 
+/** enum bpf_tc_attach_point. */
 const BPF_TC_INGRESS = 1;
 const BPF_TC_EGRESS = 2;
 
-function writeSizeT(buf: Buffer, off: number, v: number): void {
-  if (endianness() === 'LE') buf.writeBigUInt64LE(BigInt(v), off);
-  else buf.writeBigUInt64BE(BigInt(v), off);
-}
-function writeU32(buf: Buffer, off: number, v: number): void {
-  if (endianness() === 'LE') buf.writeUInt32LE(v >>> 0, off);
-  else buf.writeUInt32BE(v >>> 0, off);
-}
-function readU32(buf: Buffer, off: number): number {
-  return endianness() === 'LE' ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+function tcHook(ifindex: number, attachPoint: number): TcHook {
+  return { sz: koffi.sizeof(STRUCT.tcHook), ifindex, attach_point: attachPoint, parent: 0 };
 }
 
-/** struct bpf_tc_hook: sz@0 ifindex@8 attach_point@12 parent@16; sizeof 24. */
-function tcHook(ifindex: number, attachPoint: number): Buffer {
-  const h = Buffer.alloc(24);
-  writeSizeT(h, 0, 24);
-  writeU32(h, 8, ifindex);
-  writeU32(h, 12, attachPoint);
-  return h;
-}
-
-/** struct bpf_tc_opts: sz@0 prog_fd@8 flags@12 prog_id@16 handle@20 priority@24; sizeof 32. */
-function tcOpts(handle: number, priority: number, progFd = 0): Buffer {
-  const o = Buffer.alloc(32);
-  writeSizeT(o, 0, 32);
-  writeU32(o, 8, progFd);
-  writeU32(o, 20, handle);
-  writeU32(o, 24, priority);
-  return o;
+function tcOpts(handle: number, priority: number, progFd = 0): TcOpts {
+  return { sz: koffi.sizeof(STRUCT.tcOpts), prog_fd: progFd, flags: 0, prog_id: 0, handle, priority };
 }
 
 /** Creates the clsact qdisc; returns false when one already existed (not ours). */
 export function tcHookCreate(ifindex: number): boolean {
-  const r = Number(libbpf().tc_hook_create!(tcHook(ifindex, BPF_TC_INGRESS)));
+  const r = libbpf().bpf_tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS));
   if (r === -EEXIST) return false;
   checkRet('bpf_tc_hook_create', r, `ifindex ${ifindex}`);
   return true;
@@ -509,72 +634,88 @@ export function tcHookCreate(ifindex: number): boolean {
 
 /** Deletes the whole clsact qdisc (ingress and egress) of the interface. */
 export function tcHookDestroy(ifindex: number): void {
-  checkRet('bpf_tc_hook_destroy', libbpf().tc_hook_destroy!(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)), `ifindex ${ifindex}`);
+  checkRet('bpf_tc_hook_destroy', libbpf().bpf_tc_hook_destroy(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)), `ifindex ${ifindex}`);
 }
 
 /** Adds our ingress filter at (handle, priority); returns the attached program id. */
 export function tcAttachIngress(ifindex: number, progFd: number, handle: number, priority: number): number {
   const opts = tcOpts(handle, priority, progFd);
-  checkRet('bpf_tc_attach', libbpf().tc_attach!(tcHook(ifindex, BPF_TC_INGRESS), opts), `ifindex ${ifindex}`);
-  return readU32(opts, 16);
+  checkRet('bpf_tc_attach', libbpf().bpf_tc_attach(tcHook(ifindex, BPF_TC_INGRESS), opts), `ifindex ${ifindex}`);
+  return opts.prog_id;
 }
 
 /** Program id of the ingress filter at (handle, priority), or undefined when there is none. */
 export function tcQueryIngress(ifindex: number, handle: number, priority: number): number | undefined {
   const opts = tcOpts(handle, priority);
-  const r = Number(libbpf().tc_query!(tcHook(ifindex, BPF_TC_INGRESS), opts));
+  const r = libbpf().bpf_tc_query(tcHook(ifindex, BPF_TC_INGRESS), opts);
   if (r === -ENOENT || r === -ENODEV || r === -EINVAL) return undefined;
   checkRet('bpf_tc_query', r, `ifindex ${ifindex}`);
-  return readU32(opts, 16);
+  return opts.prog_id;
 }
 
 export function tcDetachIngress(ifindex: number, handle: number, priority: number): void {
-  checkRet('bpf_tc_detach', libbpf().tc_detach!(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(handle, priority)), `ifindex ${ifindex}`);
+  checkRet('bpf_tc_detach', libbpf().bpf_tc_detach(tcHook(ifindex, BPF_TC_INGRESS), tcOpts(handle, priority)), `ifindex ${ifindex}`);
 }
 
 // ---- object identities (status) ---------------------------------------------
 
-/** bpf_obj_get_info_by_fd into a zeroed buffer (the kernel accepts a longer, zero-tailed one). */
-export function objInfo(fd: number, size = 256): Buffer {
-  const info = Buffer.alloc(size);
-  const len = Buffer.alloc(4);
-  writeU32(len, 0, size);
-  checkRet('bpf_obj_get_info_by_fd', libbpf().obj_get_info!(fd, info, len), `fd ${fd}`);
+/** bpf_obj_get_info_by_fd into a zeroed `struct` buffer, decoded; returns the buffer too for unions. */
+function objInfoRaw(fd: number, struct: string): Buffer {
+  const info = Buffer.alloc(koffi.sizeof(struct));
+  checkRet('bpf_obj_get_info_by_fd', libbpf().bpf_obj_get_info_by_fd(fd, info, [info.length]), `fd ${fd}`);
   return info;
 }
 
-/** struct bpf_prog_info: id@4, tag[8]@8, name[16]@64. */
+function objInfo<T>(fd: number, struct: string): T {
+  return koffi.decode(objInfoRaw(fd, struct), struct) as T;
+}
+
+/** The id, tag (hex) and name of a loaded program (struct bpf_prog_info). */
 export function progIdentity(fd: number): { id: number; tag: string; name: string } {
-  const info = objInfo(fd);
-  const name = info.subarray(64, 80);
-  const end = name.indexOf(0);
-  return { id: readU32(info, 4), tag: info.subarray(8, 16).toString('hex'), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8') };
+  const info = objInfo<ProgInfoStruct>(fd, STRUCT.progInfo);
+  return { id: info.id, tag: Buffer.from(info.tag).toString('hex'), name: info.name };
+}
+
+/**
+ * The name of a loaded program, or undefined when no program has that id any more.
+ * Used to recognise our programs by name where no record says which ids are ours (a tc filter).
+ */
+export function programNameById(id: number): string | undefined {
+  const fd = libbpf().bpf_prog_get_fd_by_id(id);
+  if (fd === -ENOENT) return undefined;
+  checkRet('bpf_prog_get_fd_by_id', fd, `id ${id}`);
+  try {
+    return progIdentity(fd).name;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** enum bpf_link_type values status tells apart. */
 export const BPF_LINK_TYPE = { CGROUP: 3, NETNS: 5 } as const;
 
-/**
- * struct bpf_link_info: type@0, id@4, prog_id@8, then a union at 16: cgroup.cgroup_id
- * (u64, 0 once detached) and cgroup.attach_type@24, or netns.netns_ino (u32, 0 once
- * detached or the namespace is gone) and netns.attach_type@20.
- */
+/** What struct bpf_link_info says about a link. */
 export interface LinkIdentity {
   type: number;
   id: number;
   progId: number;
-  /** cgroup links: inode of the cgroup directory. */
+  /** cgroup links: inode of the cgroup directory (0 once detached). */
   cgroupId: bigint;
-  /** netns links: inode of the network namespace (as in /proc/PID/ns/net). */
+  /** netns links: inode of the network namespace, as in /proc/PID/ns/net (0 once detached or the namespace is gone). */
   netnsIno: number;
 }
 
 export function linkIdentity(fd: number): LinkIdentity {
-  const info = objInfo(fd);
-  const cgroupId = endianness() === 'LE' ? info.readBigUInt64LE(16) : info.readBigUInt64BE(16);
-  return { type: readU32(info, 0), id: readU32(info, 4), progId: readU32(info, 8), cgroupId, netnsIno: readU32(info, 16) };
+  const raw = objInfoRaw(fd, STRUCT.linkInfo);
+  const head = koffi.decode(raw, STRUCT.linkInfo) as LinkInfoStruct;
+  // The union holds one of its members; which one depends on head.type. Both views are
+  // read and the caller picks by type.
+  const at = koffi.offsetof(STRUCT.linkInfo, 'u');
+  const cgroup = koffi.decode(raw, at, STRUCT.linkInfoCgroup) as { cgroup_id: number | bigint };
+  const netns = koffi.decode(raw, at, STRUCT.linkInfoNetns) as { netns_ino: number };
+  return { type: head.type, id: head.id, progId: head.prog_id, cgroupId: BigInt(cgroup.cgroup_id), netnsIno: netns.netns_ino };
 }
 
 export function progFdById(id: number): number {
-  return checkRet('bpf_prog_get_fd_by_id', libbpf().prog_fd_by_id!(id), `id ${id}`);
+  return checkRet('bpf_prog_get_fd_by_id', libbpf().bpf_prog_get_fd_by_id(id), `id ${id}`);
 }

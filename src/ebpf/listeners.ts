@@ -14,12 +14,13 @@ import { closeSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { duplicateFd } from '../host/libc.js';
 import { u32Key, u64Value } from './codecs.js';
+import { TP_LISTENER_INET, TP_LISTENER_INET6 } from './abi.js';
 import { LibbpfError } from '../errors.js';
 import { EINVAL, mapDelete, mapUpdate, objGet } from './libbpf.js';
 import { mapPinPath } from './maps.js';
 
 /** Keys of tp_listener_v1 (abi.h TP_LISTENER_INET / TP_LISTENER_INET6). */
-export const LISTENER_KEY = { ipv4: 0, ipv6: 1 } as const;
+export const LISTENER_KEY = { ipv4: TP_LISTENER_INET, ipv6: TP_LISTENER_INET6 } as const;
 
 const TCP_LISTEN = '0A';
 

@@ -7,7 +7,9 @@
 import { join } from 'node:path';
 import { EngineError, LibbpfError } from '../errors.js';
 import { BpfObject, clearLibbpfLog, libbpfLog, type ProgramInfo } from './libbpf.js';
-import { MAP_SPECS, OBJECT_FILES, PROGRAM_SPECS } from './spec.js';
+import { abiMismatches } from './abi.js';
+import { Btf } from './btf.js';
+import { ABI_CONTRACT, OBJECT_FILES, PROGRAM_SPECS } from './spec.js';
 
 export interface LoadedObjects {
   program(name: string): ProgramInfo;
@@ -15,7 +17,10 @@ export interface LoadedObjects {
   close(): void;
 }
 
-/** Checks an opened (not loaded) object against the contract: its programs, sections and map layouts. */
+/**
+ * Checks an opened (not loaded) object against the contract: its programs and
+ * sections, and in its BTF every enum, struct layout and map definition tpctl relies on.
+ */
 export function checkObjectContract(obj: BpfObject, file: string): void {
   const programs = obj.programs();
   for (const want of PROGRAM_SPECS.filter((x) => x.object === file)) {
@@ -25,18 +30,18 @@ export function checkObjectContract(obj: BpfObject, file: string): void {
       throw new EngineError(`${obj.path}: program ${want.name} is in section ${got.section}, expected ${want.section}`);
     }
   }
-  for (const mp of obj.maps()) {
-    const spec = MAP_SPECS.find((x) => x.name === mp.name);
-    if (!spec) continue; // .rodata/.bss and private maps are the object's business
-    const same =
-      mp.type === spec.type && mp.keySize === spec.keySize && mp.valueSize === spec.valueSize && mp.maxEntries === spec.maxEntries;
-    if (!same) {
-      throw new EngineError(
-        `${obj.path}: map ${mp.name} is type ${mp.type} key ${mp.keySize} value ${mp.valueSize} max ${mp.maxEntries}, ` +
-          `expected type ${spec.type} key ${spec.keySize} value ${spec.valueSize} max ${spec.maxEntries}`,
-        { hint: 'bpf/include/abi.h and src/ebpf/spec.ts disagree; rebuild the objects' },
-      );
-    }
+  let btf: Btf;
+  try {
+    btf = Btf.fromObjectFile(obj.path);
+  } catch (e) {
+    throw new EngineError((e as Error).message, { hint: 'tpctl checks the layout of every object against its BTF: build it with clang -g (make bpf)' });
+  }
+  const mismatches = abiMismatches(btf, ABI_CONTRACT, 'ignore');
+  if (mismatches.length > 0) {
+    const more = mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : '';
+    throw new EngineError(`${obj.path}: ${mismatches[0]}${more}`, {
+      hint: 'the object was built from another bpf/include/abi.h or maps.h than this tpctl; use the objects shipped with it, or rebuild them (make bpf)',
+    });
   }
 }
 

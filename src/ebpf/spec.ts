@@ -11,6 +11,10 @@ import {
   IPPROTO_TCP,
   IPPROTO_UDP,
   TP_DNS_ALL,
+  cookieKey,
+  tpAddr,
+  tpFlowKey,
+  type Codec,
   TP_DNS_LISTED,
   TP_DNS_OFF,
   TP_F_INBOUND,
@@ -28,48 +32,93 @@ import {
   u8Value,
 } from './codecs.js';
 import { ipv4Bytes, ipv4Text, ipv6Bytes, ipv6Text, maskPrefix } from './ip.js';
-import { BPF_MAP_TYPE } from './libbpf.js';
-import { BPF_MAP_TYPE_PERCPU_ARRAY, TP_STAT_SLOTS } from './stats.js';
+import { BPF_F_NO_PREALLOC, BPF_MAP_TYPE } from './libbpf.js';
+import { ABI_ENUMS, ABI_STRUCTS, TP_STAT, type AbiExpectations } from './abi.js';
+import type { BtfMapDef } from './btf.js';
 
 // ---- maps ------------------------------------------------------------------
 
 export interface MapSpec {
   name: string;
   type: number;
+  /** Codecs of the key and value: their C type and size are what maps.h must declare. */
+  key: Codec<unknown>;
+  value: Codec<unknown>;
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /** map_flags (BPF_F_*). */
+  flags: number;
   /** settings maps are written by tpctl; runtime maps only by the programs. */
   role: 'settings' | 'runtime';
 }
 
-const m = (name: string, type: number, keySize: number, valueSize: number, maxEntries: number, role: MapSpec['role']): MapSpec => ({
+const m = <K, V>(
+  name: string,
+  type: number,
+  key: Codec<K>,
+  value: Codec<V>,
+  maxEntries: number,
+  role: MapSpec['role'],
+  flags = 0,
+): MapSpec => ({
   name,
   type,
-  keySize,
-  valueSize,
+  key: key as Codec<unknown>,
+  value: value as Codec<unknown>,
+  keySize: key.size,
+  valueSize: value.size,
   maxEntries,
+  flags,
   role,
 });
 
-/** The map contract (team brief), in one table. */
+const T = BPF_MAP_TYPE;
+/** The kernel requires BPF_F_NO_PREALLOC for every LPM trie. */
+const LPM_FLAGS = BPF_F_NO_PREALLOC;
+
+/**
+ * The map contract, in one table: what bpf/include/maps.h must declare (checked
+ * against the objects' BTF by test/ebpf/abi.test.ts and by the loader).
+ */
 export const MAP_SPECS: readonly MapSpec[] = [
-  m('tp_cfg_v1', BPF_MAP_TYPE.ARRAY, 4, 32, 1, 'settings'),
-  m('tp_orig_dst_v1', BPF_MAP_TYPE.LRU_HASH, 8, 20, 65536, 'runtime'),
-  m('tp_flow_v1', BPF_MAP_TYPE.LRU_HASH, 20, 20, 65536, 'runtime'),
-  m('tp_out_port_v1', BPF_MAP_TYPE.HASH, 2, 1, 65536, 'settings'),
-  m('tp_in_port_v1', BPF_MAP_TYPE.HASH, 2, 1, 65536, 'settings'),
-  m('tp_out_cidr4_v1', BPF_MAP_TYPE.LPM_TRIE, 8, 1, 16384, 'settings'),
-  m('tp_out_cidr6_v1', BPF_MAP_TYPE.LPM_TRIE, 20, 1, 16384, 'settings'),
-  m('tp_in_cidr4_v1', BPF_MAP_TYPE.LPM_TRIE, 8, 1, 16384, 'settings'),
-  m('tp_in_cidr6_v1', BPF_MAP_TYPE.LPM_TRIE, 20, 1, 16384, 'settings'),
-  m('tp_uid_excl_v1', BPF_MAP_TYPE.HASH, 8, 1, 65536, 'settings'),
-  m('tp_dns_srv4_v1', BPF_MAP_TYPE.HASH, 4, 1, 256, 'settings'),
-  m('tp_dns_srv6_v1', BPF_MAP_TYPE.HASH, 16, 1, 256, 'settings'),
-  m('tp_listener_v1', BPF_MAP_TYPE.SOCKMAP, 4, 8, 2, 'runtime'),
-  m('tp_netns_v1', BPF_MAP_TYPE.ARRAY, 4, 8, 1, 'settings'),
-  m('tp_stats_v1', BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, TP_STAT_SLOTS, 'runtime'),
+  m('tp_cfg_v1', T.ARRAY, u32Key, tpConfig, 1, 'settings'),
+  m('tp_orig_dst_v1', T.LRU_HASH, cookieKey, tpAddr, 65536, 'runtime'),
+  m('tp_flow_v1', T.LRU_HASH, tpFlowKey, tpAddr, 65536, 'runtime'),
+  m('tp_out_port_v1', T.HASH, portKey, u8Value, 65536, 'settings'),
+  m('tp_in_port_v1', T.HASH, portKey, u8Value, 65536, 'settings'),
+  m('tp_out_cidr4_v1', T.LPM_TRIE, tpLpm4Key, u8Value, 16384, 'settings', LPM_FLAGS),
+  m('tp_out_cidr6_v1', T.LPM_TRIE, tpLpm6Key, u8Value, 16384, 'settings', LPM_FLAGS),
+  m('tp_in_cidr4_v1', T.LPM_TRIE, tpLpm4Key, u8Value, 16384, 'settings', LPM_FLAGS),
+  m('tp_in_cidr6_v1', T.LPM_TRIE, tpLpm6Key, u8Value, 16384, 'settings', LPM_FLAGS),
+  m('tp_uid_excl_v1', T.HASH, tpUidPortKey, u8Value, 65536, 'settings'),
+  m('tp_dns_srv4_v1', T.HASH, ip4Key, u8Value, 256, 'settings'),
+  m('tp_dns_srv6_v1', T.HASH, tpIp6, u8Value, 256, 'settings'),
+  m('tp_listener_v1', T.SOCKMAP, u32Key, u64Value, 2, 'runtime'),
+  m('tp_netns_v1', T.ARRAY, u32Key, u64Value, 1, 'settings'),
+  m('tp_stats_v1', T.PERCPU_ARRAY, u32Key, u64Value, TP_STAT.TP_STAT_MAX, 'runtime'),
 ];
+
+/** Every map is pinned by name under the bpffs path (maps.h: LIBBPF_PIN_BY_NAME). */
+export const LIBBPF_PIN_BY_NAME = 1;
+
+/** MAP_SPECS as the objects' .maps section must declare them, for abiMismatches(). */
+export function expectedMapDefs(): BtfMapDef[] {
+  return MAP_SPECS.map((s) => ({
+    name: s.name,
+    type: s.type,
+    keyType: s.key.cType,
+    valueType: s.value.cType,
+    keySize: s.keySize,
+    valueSize: s.valueSize,
+    maxEntries: s.maxEntries,
+    flags: s.flags,
+    pinning: LIBBPF_PIN_BY_NAME,
+  }));
+}
+
+/** Everything the objects' BTF must record as tpctl expects it: abi.h's enums and structs, maps.h's maps. */
+export const ABI_CONTRACT: AbiExpectations = { enums: ABI_ENUMS, structs: ABI_STRUCTS, maps: expectedMapDefs() };
 
 /**
  * The one bound left on a settings map, for per-uid exclusions only: their uid and

@@ -7,26 +7,24 @@ import { endianness } from 'node:os';
 import type { Counters, Decision } from '../engine.js';
 import { mapLookup, objGet } from './libbpf.js';
 import { u32Key } from './codecs.js';
+import { TP_STAT } from './abi.js';
 
-export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-/** TP_STAT_MAX in abi.h. */
-export const TP_STAT_SLOTS = 16;
 export const STATS_MAP = 'tp_stats_v1';
 
 /** TP_STAT_* index of each decision the programs count (abi.h). */
 export const STAT_INDEX: Record<Decision, number> = {
-  outbound_redirected: 0,
-  inbound_redirected: 1,
-  dns_redirected: 2,
-  outbound_excluded_port: 3,
-  inbound_excluded_port: 4,
-  outbound_excluded_address: 5,
-  inbound_excluded_address: 6,
-  excluded_uid: 7,
-  proxy_passthrough: 8,
-  no_listener: 9,
-  refused_sockopt: 10,
-  refused_egress: 11,
+  outbound_redirected: TP_STAT.TP_STAT_OUTBOUND,
+  inbound_redirected: TP_STAT.TP_STAT_INBOUND,
+  dns_redirected: TP_STAT.TP_STAT_DNS,
+  outbound_excluded_port: TP_STAT.TP_STAT_EXCL_OUT_PORT,
+  inbound_excluded_port: TP_STAT.TP_STAT_EXCL_IN_PORT,
+  outbound_excluded_address: TP_STAT.TP_STAT_EXCL_OUT_ADDR,
+  inbound_excluded_address: TP_STAT.TP_STAT_EXCL_IN_ADDR,
+  excluded_uid: TP_STAT.TP_STAT_EXCL_UID,
+  proxy_passthrough: TP_STAT.TP_STAT_PROXY,
+  no_listener: TP_STAT.TP_STAT_NO_LISTENER,
+  refused_sockopt: TP_STAT.TP_STAT_REFUSED_SOCKOPT,
+  refused_egress: TP_STAT.TP_STAT_DROPPED_EGRESS,
 };
 
 /** Number of possible CPUs (what per-CPU map values are sized by): `0-3,6` → 5. */

@@ -10,7 +10,7 @@ import { toConfigFile } from '../config/to-file.js';
 import type { EngineStatus, Finding, StatusEngine, StatusQuery } from '../engine.js';
 import { listInterfaces } from '../host/interfaces.js';
 import { currentNetns } from './attach.js';
-import { BPF_LINK_TYPE, linkIdentity, mapLookup, objGet, progFdById, progIdentity, tcQueryIngress } from './libbpf.js';
+import { BPF_LINK_TYPE, BPF_MAP_TYPE, linkIdentity, mapLookup, objGet, progFdById, progIdentity, tcQueryIngress } from './libbpf.js';
 import { mapPinPath, readMapEntries } from './maps.js';
 import { buildEbpfSpec, configHash, MAP_SPECS, PROGRAM_SPECS, type EbpfSpec, type Hook } from './spec.js';
 import { netnsCookie } from '../host/libc.js';
@@ -184,7 +184,7 @@ export function listenerFindings(state: EbpfState, spec: EbpfSpec | undefined): 
 }
 
 function mapIsArray(name: string): boolean {
-  return MAP_SPECS.find((m) => m.name === name)?.type === 2;
+  return MAP_SPECS.find((m) => m.name === name)?.type === BPF_MAP_TYPE.ARRAY;
 }
 
 export async function ebpfStatus(q: StatusQuery): Promise<EngineStatus | undefined> {

@@ -10,7 +10,7 @@
  * programs; so the cgroup's own programs are its effective set minus its parent's.
  */
 import { dirname } from 'node:path';
-import { runCommand } from './sandbox.js';
+import { runCommand } from './commands.js';
 import { scaledMs } from './timeout-scale.js';
 
 export interface CgroupProgram {

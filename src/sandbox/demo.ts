@@ -13,7 +13,9 @@ import {
   conformanceFlags, describeCli, engineFlags, probeTcp, probeUdp, runCli, startCast, uninstallFlags,
   type EngineName, type Greeting,
 } from './harness.js';
-import { createSandbox, describeSweep, sweepStaleSandboxes, type Sandbox } from './sandbox.js';
+import { createSandbox } from './sandbox.js';
+import { describeSweep, sweepStaleSandboxes } from './leftovers.js';
+import type { Sandbox } from './types.js';
 import { hostPort } from './wire.js';
 
 interface ProbeLine {

@@ -15,7 +15,8 @@ import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
   addForeignIptablesRules, addForeignNftTables, conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, startCast, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 
 const ENGINES: EngineName[] = ['iptables-nft', 'iptables-legacy', 'nftables', 'ebpf'];

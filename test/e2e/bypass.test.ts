@@ -22,7 +22,9 @@ import {
   conformanceFlags, describeCli, engineFlags, ip, isKernelTooOld, meshIp, meshLinkLocal, probeTcp, runCli, selectEngines, startProxy, uninstallFlags,
   type EngineName, type Family, type Greeting,
 } from '../../src/sandbox/harness.js';
-import { runIn, spawnIn, type Sandbox, type SandboxProcess } from '../../src/sandbox/sandbox.js';
+import { runIn } from '../../src/sandbox/commands.js';
+import { spawnIn } from '../../src/sandbox/processes.js';
+import type { Sandbox, SandboxProcess } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { ALL_ENGINES, useSandbox } from './suite.js';
 import { scaledMs, timeoutScale } from '../../src/sandbox/timeout-scale.js';

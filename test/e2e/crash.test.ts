@@ -23,7 +23,10 @@ import {
   addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, distDir, engineFlags, engineState,
   probeTcp, runCli, startCast, uninstallFlags,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, listTree, spawnIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { listTree } from '../../src/sandbox/fs.js';
+import { spawnIn } from '../../src/sandbox/processes.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 import { readMounts } from '../../src/host/mounts.js';
 import { DEFAULT_STATE_DIR, journalPath } from '../../src/ebpf/bpffs-journal.js';

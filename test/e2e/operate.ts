@@ -9,7 +9,9 @@ import {
   conformanceFlags, describeCli, distDir, engineFlags, EXTRA_CLIENT_HOSTS, isKernelTooOld, runCli, startCast, uninstallFlags,
   type EngineName,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, runIn, type CommandResult, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { runIn, type CommandResult } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 
 export interface OperateEngine {
   engine: EngineName;

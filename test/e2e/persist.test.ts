@@ -10,7 +10,8 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { APP_UID, CLIENT_HOSTS, conformanceFlags, engineFlags, isKernelTooOld, probeTcp, REMOTE_PORTS } from '../../src/sandbox/harness.js';
-import { runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { runIn } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { tokenize } from '../../src/iptables/canonical.js';
 import { cli, describeCli, OPERATE_ENGINES, statusFlags, useInstalled } from './operate.js';
 

@@ -8,7 +8,8 @@ import { APP_PORTS, APP_UID, CLIENT_HOSTS, engineState, meshIp, meshLinkLocal, p
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultProgramsSourcePath } from '../../src/config/defaults.js';
-import { runCommand, runIn, spawnIn } from '../../src/sandbox/sandbox.js';
+import { runCommand, runIn } from '../../src/sandbox/commands.js';
+import { spawnIn } from '../../src/sandbox/processes.js';
 
 const PREBUILT = defaultProgramsSourcePath();
 /** Prints the errno name of setsockopt(IPV6_RTHDR) with a type-4 routing header (segments: ::, 2001:db8::1), or "ok". */

@@ -7,7 +7,8 @@ import {
   describeCli, engineFlags, isKernelTooOld, runCli, startCast, uninstallFlags, EXTRA_CLIENT_HOSTS,
   type Cast, type EngineName, type TcpProbeResult,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { ipOf } from '../../src/sandbox/wire.js';
 
 /** Every engine, with the short tag its sandbox names use; a new engine is one more entry here and in the harness. */

@@ -13,7 +13,10 @@ import {
   APP_UID, EXTRA_CLIENT_HOSTS, REMOTE_PORTS,
   conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, startCast,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, listTree, runCommand, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { listTree } from '../../src/sandbox/fs.js';
+import { runCommand } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 
 const NOBODY = 65534;

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { runCommand, runIn } from '../../src/sandbox/sandbox.js';
+import { runCommand, runIn } from '../../src/sandbox/commands.js';
 import { distDir, startCast } from '../../src/sandbox/harness.js';
 
 /** The bundled bin `tpctl` runs (scripts/bundle.mjs): verify's probe script must be found from it too. */

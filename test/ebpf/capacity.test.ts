@@ -12,7 +12,9 @@ import {
   APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
   describeCli, engineFlags, isKernelTooOld, probeTcp, runCli, startCast, uninstallFlags,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { runIn } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 
 const app = { host: 'mesh' as const, uid: APP_UID };
 

@@ -10,7 +10,8 @@ import {
   APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, REMOTE_PORTS,
   addForeignNftTables, conformanceFlags, describeCli, engineFlags, probeTcp, runCli, startCast, uninstallFlags,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 
 describe('eBPF SO_ORIGINAL_DST with conntrack on in the netns', () => {

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIN_KERNEL, TESTED_KERNELS } from '../../src/ebpf/preflight.js';
 import { currentKernel, kernelAtLeast } from '../../src/host/kernel.js';
 import { conformanceFlags, describeCli, engineFlags, engineState, runCli, uninstallFlags } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 
 const kernel = currentKernel();
 const supported = kernelAtLeast(kernel, MIN_KERNEL.major, MIN_KERNEL.minor);

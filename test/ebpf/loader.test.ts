@@ -23,12 +23,12 @@ beforeAll(async () => {
   const objects = join(dir, 'objects');
   mkdirSync(objects);
   for (const f of ['sock_addr.bpf.o', 'sockopt.bpf.o', 'tc.bpf.o']) copyFileSync(join(PREBUILT, f), join(objects, f));
-  // A sockops program the verifier rejects: it returns an unbounded value (sockops must return 0 or 1).
+  // A sockops program the verifier rejects: it returns an unbounded value (sockops must
+  // return 0 or 1). It includes maps.h, so its BTF passes the loader's layout check.
   await compileBpf(
     objects,
     'sockops',
-    `#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
+    `#include "maps.h"
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u32); __uint(max_entries, 1); } bad_m SEC(".maps");
 SEC("sockops")
 int tp_sockops(struct bpf_sock_ops *ctx) { __u32 k = 0; __u32 *v = bpf_map_lookup_elem(&bad_m, &k); return *v; }

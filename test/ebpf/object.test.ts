@@ -1,14 +1,12 @@
 /**
  * The prebuilt objects against the contract, without loading them (no root):
- * every expected program in its canonical section, every shared map with the
- * agreed layout, and the BTF sizes of the abi.h structs equal to the codec sizes.
+ * every expected program in its canonical section (abi.test.ts checks their BTF).
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BpfObject } from '../../src/ebpf/libbpf.js';
 import { checkObjectContract } from '../../src/ebpf/loader.js';
-import { MAP_SPECS, OBJECT_FILES, PROGRAM_SPECS } from '../../src/ebpf/spec.js';
-import { abiStructs } from '../../src/ebpf/codecs.js';
+import { OBJECT_FILES, PROGRAM_SPECS } from '../../src/ebpf/spec.js';
 import { PREBUILT } from './sandbox.js';
 
 function withObject<T>(file: string, fn: (o: BpfObject) => T): T {
@@ -31,31 +29,6 @@ describe('prebuilt BPF objects', () => {
             expect(want.name.length).toBeLessThanOrEqual(15);
           }
           expect(() => checkObjectContract(o, file)).not.toThrow();
-        });
-      });
-
-      it('declares the shared maps with the agreed layout', () => {
-        withObject(file, (o) => {
-          const maps = new Map(o.maps().map((m) => [m.name, m]));
-          // Every object carries the full shared set (maps.h), so any load order works.
-          for (const spec of MAP_SPECS) {
-            const m = maps.get(spec.name);
-            expect(m, `${file}: map ${spec.name}`).toBeDefined();
-            expect({ type: m!.type, key: m!.keySize, value: m!.valueSize, max: m!.maxEntries }).toEqual({
-              type: spec.type,
-              key: spec.keySize,
-              value: spec.valueSize,
-              max: spec.maxEntries,
-            });
-          }
-        });
-      });
-
-      it('records abi.h struct sizes in BTF equal to the codec sizes', () => {
-        withObject(file, (o) => {
-          for (const [name, codec] of Object.entries(abiStructs)) {
-            expect(o.btfStructSize(name), `${file}: struct ${name}`).toBe(codec.size);
-          }
         });
       });
     });

@@ -13,7 +13,8 @@ import { REPO_ROOT, buildDist as buildDistOnce } from '../fixtures/dist.js';
 import type { TransparentProxyConfig } from '../../src/config/types.js';
 import { defaultConfig } from '../fixtures/config.js';
 import { readMounts } from '../../src/host/mounts.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 import { cgroupOwnPrograms, type CgroupProgram } from '../../src/sandbox/cgroup-programs.js';
 
@@ -184,7 +185,8 @@ export async function compileBpf(dir: string, name: string, source: string): Pro
   const obj = join(dir, `${name}.bpf.o`);
   writeFileSync(src, source);
   const arch = String((await execa('uname', ['-m'])).stdout).trim();
-  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: scaledMs(60_000) });
+  const include = join(REPO_ROOT, 'bpf', 'include');
+  await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I${include}`, `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', obj], { timeout: scaledMs(60_000) });
   return obj;
 }
 

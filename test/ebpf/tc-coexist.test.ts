@@ -17,7 +17,9 @@ import {
   APP_PORTS, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, conformanceFlags, describeCli, engineFlags, ip, meshIp, probeTcp, runCli, startCast, uninstallFlags,
   type Family,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, runCommand, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { runCommand, runIn } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { buildDist, compileBpf } from './sandbox.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';

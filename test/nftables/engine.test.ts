@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   addForeignNftTables, APP_PORTS, APP_UID, conformanceFlags, engineFlags, EXTRA_CLIENT_HOSTS, describeCli, distDir, nftRuleset, probeTcp, REMOTE_PORTS, runCli, startCast,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { runIn } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 import { GOLDEN_DIR } from './fixtures.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';

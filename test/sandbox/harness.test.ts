@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { PreflightError } from '../../src/errors.js';
 import { requireKernel } from '../../src/host/kernel.js';
 import { isKernelTooOld, normalizeIptablesSave } from '../../src/sandbox/harness.js';
-import type { CommandResult } from '../../src/sandbox/sandbox.js';
+import type { CommandResult } from '../../src/sandbox/commands.js';
 
 const failed = (stderr: string): CommandResult => ({ exitCode: 3, stdout: '', stderr, timedOut: false });
 

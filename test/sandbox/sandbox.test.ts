@@ -10,7 +10,9 @@ import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PORTS, PROXY_UID, REMOTE_PORTS,
   probeTcp, probeUdp, startCast,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, runIn, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { runIn } from '../../src/sandbox/commands.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 
 describe('parseSockaddr', () => {

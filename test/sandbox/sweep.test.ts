@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readMounts } from '../../src/host/mounts.js';
-import { createSandbox, findCgroup2Mount, parseSandboxName, sweepStaleSandboxes, type LeftoverKind } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import { findCgroup2Mount } from '../../src/sandbox/fs.js';
+import { parseSandboxName, sweepStaleSandboxes, type LeftoverKind } from '../../src/sandbox/leftovers.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 
 describe('parseSandboxName', () => {
