@@ -62,8 +62,9 @@ for (const s of [suites, ...extraSuites.values()].flat()) if (!existsSync(resolv
 
 const elapsed = (t0) => (Date.now() - t0) / 1000;
 function duration(seconds) {
-  const m = Math.floor(seconds / 60);
-  return m ? `${m}m${String(Math.round(seconds % 60)).padStart(2, '0')}s` : `${Math.round(seconds)}s`;
+  const total = Math.round(seconds); // round first: 599.6 s is 10m00s, not 9m60s
+  const m = Math.floor(total / 60);
+  return m ? `${m}m${String(total % 60).padStart(2, '0')}s` : `${total}s`;
 }
 
 // The VMs this run started, so an interrupted run (Ctrl-C, CI's kill) takes them along.
