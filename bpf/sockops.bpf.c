@@ -21,6 +21,17 @@
  * becomes the inbound listener
  * sk_lookup hands new connections to (tp_listener_v1; see sk_lookup.bpf.c). Any uid,
  * as under iptables, whose REDIRECT reaches whatever listens on that port.
+ *
+ * "In tpctl's network namespace" (cgroup hooks run for sockets of every namespace: an
+ * ordinary user can unshare one and listen on inbound_port there) is checked against
+ * tp_netns_v1 in one of two ways; the controller loads the program that fits the
+ * kernel (a feature probe at install, src/ebpf/netns-check.ts):
+ *   - tp_sockops: bpf_get_netns_cookie(), which sockops has since 5.15;
+ *   - tp_sockops_ino: the namespace's inode number (what stat(/proc/self/ns/net)
+ *     gives), read through the kernel's BTF from the socket (bpf_skc_to_tcp_sock and
+ *     CO-RE field offsets, 5.9+ with CONFIG_DEBUG_INFO_BTF), for older kernels.
+ *     A namespace's inode number is unique while it exists, and tpctl's exists
+ *     while tpctl is installed in it.
  */
 #include "helpers.h"
 
@@ -50,7 +61,47 @@ static __always_inline void remember_flow(struct bpf_sock_ops *skops)
 	bpf_map_update_elem(&tp_flow_v1, &key, orig, BPF_ANY);
 }
 
-static __always_inline void register_listener(struct bpf_sock_ops *skops)
+/* Just the kernel fields the inode check reads; libbpf relocates their offsets
+ * against the running kernel's BTF (the ___tp suffix keeps them apart from any real
+ * definition and is ignored by CO-RE). */
+struct ns_common___tp {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net___tp {
+	struct ns_common___tp ns;
+} __attribute__((preserve_access_index));
+
+struct sock_common___tp {
+	struct {
+		struct net___tp *net;
+	} skc_net;
+} __attribute__((preserve_access_index));
+
+struct sock___tp {
+	struct sock_common___tp __sk_common;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 netns_inode(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct sock___tp *s;
+	struct net___tp *net;
+
+	if (!sk)
+		return 0;
+	/* a BTF pointer to the socket (struct sock starts struct tcp_sock) */
+	s = (struct sock___tp *)bpf_skc_to_tcp_sock(sk);
+	if (!s)
+		return 0;
+	net = s->__sk_common.skc_net.net;
+	if (!net)
+		return 0;
+	return net->ns.inum;
+}
+
+/* by_inode: compare tp_netns_v1 with the namespace's inode number, not its cookie. */
+static __always_inline void register_listener(struct bpf_sock_ops *skops, int by_inode)
 {
 	struct tp_config *cfg = tp_config();
 	__u32 zero = 0, key;
@@ -59,7 +110,9 @@ static __always_inline void register_listener(struct bpf_sock_ops *skops)
 	if (!cfg || cfg->inbound_port == 0 || skops->local_port != cfg->inbound_port)
 		return;
 	netns = bpf_map_lookup_elem(&tp_netns_v1, &zero);
-	if (!netns || *netns == 0 || bpf_get_netns_cookie(skops) != *netns)
+	if (!netns || *netns == 0)
+		return;
+	if ((by_inode ? netns_inode(skops) : bpf_get_netns_cookie(skops)) != *netns)
 		return;
 	/* Only a listener on the wildcard address (0.0.0.0 / ::), like the one iptables'
 	 * REDIRECT reaches: sk_lookup hands it connections for every local address, which a
@@ -78,8 +131,7 @@ static __always_inline void register_listener(struct bpf_sock_ops *skops)
 	bpf_sock_map_update(skops, &tp_listener_v1, &key, BPF_ANY);
 }
 
-SEC("sockops")
-int tp_sockops(struct bpf_sock_ops *skops)
+static __always_inline int sockops(struct bpf_sock_ops *skops, int by_inode)
 {
 	__u64 cookie;
 
@@ -88,7 +140,7 @@ int tp_sockops(struct bpf_sock_ops *skops)
 		remember_flow(skops);
 		break;
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
-		register_listener(skops);
+		register_listener(skops, by_inode);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		/* args[1] is the new state; a CLOSEd socket has no peer to report */
@@ -99,4 +151,16 @@ int tp_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	return 1;
+}
+
+SEC("sockops")
+int tp_sockops(struct bpf_sock_ops *skops)
+{
+	return sockops(skops, 0);
+}
+
+SEC("sockops")
+int tp_sockops_ino(struct bpf_sock_ops *skops)
+{
+	return sockops(skops, 1);
 }

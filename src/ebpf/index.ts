@@ -38,12 +38,13 @@ import {
   linkedPrograms,
   sameAttachment,
   specNetnsCookie,
+  unusedPrograms,
   type AttachTarget,
   type EbpfSpec,
 } from './spec.js';
 import { openAndLoad, type LoadedObjects } from './loader.js';
 import { registerListeners } from './listeners.js';
-import { netnsCookie } from '../host/libc.js';
+import { netnsIdentity } from './netns-check.js';
 import { mapPinPath, pinnedCapacities, restoreMaps, snapshotMaps, syncMaps } from './maps.js';
 import {
   attachLinked,
@@ -207,7 +208,7 @@ function freshInstall(cfg: TransparentProxyConfig, target: AttachTarget, bpffs: 
         if (!pinsBefore.has(pin) && existsSync(pin)) unlinkSync(pin);
       }
     });
-    loaded = openAndLoad(target.programsSourcePath, bpffs.path, cfg.verbose, mapCapacities(spec.maps));
+    loaded = openAndLoad(target.programsSourcePath, bpffs.path, cfg.verbose, mapCapacities(spec.maps), unusedPrograms(spec.netnsCheck));
     lines.push(`loaded ${spec.programs.length} programs from ${target.programsSourcePath}`);
     steps.reached('maps-pinned');
 
@@ -356,7 +357,7 @@ export async function installEbpf(cfg: TransparentProxyConfig, log: Logger, opts
   const ctx = context(log, opts);
 
   let pre = await preflightInstall(cfg);
-  const spec = buildEbpfSpec(cfg, pre.hostHasIpv6, netnsCookie());
+  const spec = buildEbpfSpec(cfg, pre.hostHasIpv6, netnsIdentity(pre.netnsCheck), pre.netnsCheck);
   for (const w of spec.warnings) log.warn(w);
 
   const repaired = await repairInterrupted(pre.target.bpffsPath, ctx);

@@ -75,11 +75,17 @@ function loadError(e: LibbpfError, file: string, verbose: boolean): LibbpfError 
 }
 
 /**
- * Opens and loads every object. `capacities` (map name → entries) sizes the settings
+ * Opens and loads every object but the programs in `skip` (spec.ts unusedPrograms). `capacities` (map name → entries) sizes the settings
  * maps before load; every object declares every map and reuses the first one's pin,
  * so each gets the same sizes (libbpf refuses a pin whose max_entries differ).
  */
-export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boolean, capacities?: ReadonlyMap<string, number>): LoadedObjects {
+export function openAndLoad(
+  sourceDir: string,
+  bpffsPath: string,
+  verbose: boolean,
+  capacities?: ReadonlyMap<string, number>,
+  skip: ReadonlySet<string> = new Set(),
+): LoadedObjects {
   const objects: BpfObject[] = [];
   const close = (): void => {
     for (const o of objects.splice(0)) o.close();
@@ -89,6 +95,7 @@ export function openAndLoad(sourceDir: string, bpffsPath: string, verbose: boole
       const obj = BpfObject.open(join(sourceDir, file), bpffsPath);
       objects.push(obj);
       checkObjectContract(obj, file);
+      obj.skipPrograms(skip);
       for (const mp of obj.maps()) {
         const want = capacities?.get(mp.name);
         if (want !== undefined && want !== mp.maxEntries) obj.setMaxEntries(mp.name, want);

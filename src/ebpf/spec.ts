@@ -178,12 +178,27 @@ export const PROGRAM_SPECS: readonly ProgramSpec[] = [
   p('sock_addr.bpf.o', 'tp_getpeername4', 'cgroup/getpeername4'),
   p('sock_addr.bpf.o', 'tp_getpeername6', 'cgroup/getpeername6'),
   p('sockops.bpf.o', 'tp_sockops', 'sockops'),
+  p('sockops.bpf.o', 'tp_sockops_ino', 'sockops'),
   p('sockopt.bpf.o', 'tp_getsockopt', 'cgroup/getsockopt'),
   p('sockopt.bpf.o', 'tp_setsockopt', 'cgroup/setsockopt'),
   p('egress.bpf.o', 'tp_egress', 'cgroup_skb/egress'),
   p('tc.bpf.o', 'tp_tc_ingress', 'tc', 'tc'),
   p('sk_lookup.bpf.o', 'tp_sk_lookup', 'sk_lookup', 'netns'),
 ];
+
+/**
+ * How sockops tells a listener of tpctl's network namespace (netns-check.ts): by the
+ * namespace's cookie or by its inode number. Each has its own sockops program; the
+ * objects hold both and the other one is never loaded.
+ */
+export type NetnsCheck = 'cookie' | 'inode';
+
+export const SOCKOPS_PROGRAM: Readonly<Record<NetnsCheck, string>> = { cookie: 'tp_sockops', inode: 'tp_sockops_ino' };
+
+/** Programs of the objects not to load with `check` (the other check's sockops program). */
+export function unusedPrograms(check: NetnsCheck): ReadonlySet<string> {
+  return new Set(Object.entries(SOCKOPS_PROGRAM).filter(([k]) => k !== check).map(([, name]) => name));
+}
 
 /** The one program attached with tc rather than through a pinned bpf_link. */
 export const TC_PROGRAM = 'tp_tc_ingress';
@@ -226,6 +241,7 @@ export interface EbpfSpec {
   programs: ProgramSpec[];
   inbound: boolean;
   ipv6: boolean;
+  netnsCheck: NetnsCheck;
   warnings: string[];
 }
 
@@ -314,7 +330,7 @@ function addrSet(addrs: string[], family: 'ipv4' | 'ipv6'): { entries: MapEntry[
  * The desired state for cfg. `hostHasIpv6` lets the caller turn IPv6 redirection
  * off on a host without IPv6 (a warning says so); pure callers leave it true.
  */
-export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, netnsCookie = 0n): EbpfSpec {
+export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, netnsId = 0n, netnsCheck: NetnsCheck = 'cookie'): EbpfSpec {
   const warnings: string[] = [];
   // --store-firewalld and --skip-dns-conntrack-zone-split are warned about (once) by
   // the config layer; these iptables-only options are not.
@@ -371,16 +387,17 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, n
     { name: 'tp_dns_srv6_v1', ...dns6 },
     {
       name: 'tp_netns_v1',
-      entries: [{ key: u32Key.encode(0), value: u64Value.encode(netnsCookie) }],
-      describe: [netnsCookie === 0n ? 'cookie of the network namespace install runs in' : `netns cookie ${netnsCookie}`],
+      entries: [{ key: u32Key.encode(0), value: u64Value.encode(netnsId) }],
+      describe: [netnsId === 0n ? 'cookie (or inode number) of the network namespace install runs in' : `netns ${netnsCheck} ${netnsId}`],
     },
   ];
 
-  const programs = PROGRAM_SPECS.filter((x) => x.hook === 'cgroup' || cfg.inbound.enabled);
-  return { maps, programs, inbound: cfg.inbound.enabled, ipv6, warnings };
+  const unused = unusedPrograms(netnsCheck);
+  const programs = PROGRAM_SPECS.filter((x) => (x.hook === 'cgroup' || cfg.inbound.enabled) && !unused.has(x.name));
+  return { maps, programs, inbound: cfg.inbound.enabled, ipv6, netnsCheck, warnings };
 }
 
-/** The netns cookie a spec writes to tp_netns_v1. */
+/** The netns identity (cookie or inode number) a spec writes to tp_netns_v1. */
 export function specNetnsCookie(spec: EbpfSpec): bigint {
   const entry = spec.maps.find((x) => x.name === 'tp_netns_v1')?.entries[0];
   return entry ? u64Value.decode(entry.value) : 0n;
@@ -433,7 +450,9 @@ export function describeEbpfPlan(cfg: TransparentProxyConfig): string {
   lines.push(`bpffs: ${cfg.ebpf.bpffsPath} (maps pinned by name, links under ${cfg.ebpf.bpffsPath.replace(/\/$/, '')}/links, state in ${STATE_MAP.name})`);
   const cg = cfg.ebpf.cgroupPath ? `cgroup ${cfg.ebpf.cgroupPath}` : 'the root cgroup of the cgroup2 mount';
   for (const prog of spec.programs.filter((x) => x.hook === 'cgroup')) {
-    lines.push(`attach ${prog.name} (${prog.section}) to ${cg} with a pinned bpf_link`);
+    // A plan does not probe the kernel: name both sockops variants (netns-check.ts).
+    const alt = prog.name === SOCKOPS_PROGRAM.cookie ? ` (${SOCKOPS_PROGRAM.inode} where sockops lacks bpf_get_netns_cookie)` : '';
+    lines.push(`attach ${prog.name}${alt} (${prog.section}) to ${cg} with a pinned bpf_link`);
   }
   if (spec.inbound) {
     const iface = cfg.ebpf.tcAttachIface ?? `the interface holding ${cfg.ebpf.instanceIp.ipv4 ?? cfg.ebpf.instanceIp.ipv6 ?? 'the instance IP'}`;

@@ -52,7 +52,7 @@ export interface EbpfState {
   tc?: TcRecord;
   bpffs: { mounted: boolean; createdDirs: string[] };
   installedAt: string;
-  /** SO_NETNS_COOKIE of the install's network namespace (decimal), written to tp_netns_v1 and hashed with it. */
+  /** The install's network namespace as tp_netns_v1 holds it (decimal): its cookie, or its inode number where sockops checks that (netns-check.ts). */
   netnsCookie?: string;
   /** The resolved settings of the install, for `tpctl status` (absent when too large for the record). */
   settings?: TransparentProxyConfig;

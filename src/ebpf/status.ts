@@ -12,7 +12,7 @@ import { listInterfaces } from '../host/interfaces.js';
 import { currentNetns } from './attach.js';
 import { BPF_LINK_TYPE, BPF_MAP_TYPE, linkIdentity, mapLookup, objGet, progFdById, progIdentity, tcQueryIngress } from './libbpf.js';
 import { mapPinPath, readMapEntries } from './maps.js';
-import { buildEbpfSpec, configHash, MAP_SPECS, PROGRAM_SPECS, type EbpfSpec, type Hook } from './spec.js';
+import { buildEbpfSpec, configHash, MAP_SPECS, PROGRAM_SPECS, SOCKOPS_PROGRAM, unusedPrograms, type EbpfSpec, type Hook, type NetnsCheck } from './spec.js';
 import { netnsCookie } from '../host/libc.js';
 import { findListeners, LISTENER_KEY } from './listeners.js';
 import { u32Key } from './codecs.js';
@@ -53,7 +53,7 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
   const add = (problem: string): void => void out.push({ problem, repair });
   let shipped: Map<string, string> | undefined;
   try {
-    shipped = shippedProgramTags(state.target.programsSourcePath);
+    shipped = shippedProgramTags(state.target.programsSourcePath, unusedPrograms(recordedNetnsCheck(state)));
   } catch (e) {
     add(`cannot read the shipped objects in ${state.target.programsSourcePath}: ${(e as Error).message}`);
   }
@@ -111,6 +111,11 @@ export async function attachmentFindings(state: EbpfState): Promise<Finding[]> {
   return out;
 }
 
+/** The netns check of an install: the one whose sockops program it attached. */
+function recordedNetnsCheck(state: EbpfState): NetnsCheck {
+  return state.links.some((l) => l.program === SOCKOPS_PROGRAM.inode) ? 'inode' : 'cookie';
+}
+
 /**
  * The spec the record's settings give, on the host as it was at install: the hash
  * decides IPv6, the record holds the netns cookie written to tp_netns_v1 (a record of
@@ -120,7 +125,7 @@ export function recordedSpec(state: EbpfState): EbpfSpec | undefined {
   if (!state.settings) return undefined;
   const cookie = state.netnsCookie !== undefined ? BigInt(state.netnsCookie) : netnsCookie();
   for (const ipv6 of [true, false]) {
-    const spec = buildEbpfSpec(state.settings, ipv6, cookie);
+    const spec = buildEbpfSpec(state.settings, ipv6, cookie, recordedNetnsCheck(state));
     if (configHash(spec, state.target) === state.configHash) return spec;
   }
   return undefined;

@@ -9,15 +9,16 @@ import { join } from 'node:path';
 import { BpfObject, progIdentity, programFd } from './libbpf.js';
 import { OBJECT_FILES } from './spec.js';
 
-/** program name → tag, for every program in the objects of `sourceDir`. */
-export function shippedProgramTags(sourceDir: string): Map<string, string> {
+/** program name → tag, for every program in the objects of `sourceDir` but those in `skip`. */
+export function shippedProgramTags(sourceDir: string, skip: ReadonlySet<string> = new Set()): Map<string, string> {
   const tags = new Map<string, string>();
   for (const file of OBJECT_FILES) {
     const obj = BpfObject.open(join(sourceDir, file));
     try {
       obj.privateMaps(1);
+      obj.skipPrograms(skip);
       obj.load();
-      for (const p of obj.programs()) tags.set(p.name, progIdentity(programFd(p)).tag);
+      for (const p of obj.programs()) if (!skip.has(p.name)) tags.set(p.name, progIdentity(programFd(p)).tag);
     } finally {
       obj.close();
     }

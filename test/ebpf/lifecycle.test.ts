@@ -13,6 +13,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EbpfSandbox, PREBUILT, buildDist, buildForeignObject, type EngineRun } from './sandbox.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
 import { requireEbpfKernel } from '../../src/ebpf/preflight.js';
+import { probeNetnsCheck } from '../../src/ebpf/netns-check.js';
+import { SOCKOPS_PROGRAM } from '../../src/ebpf/spec.js';
 import { KernelTooOldError } from '../../src/errors.js';
 
 /** The one reason to skip: the engine's own typed "kernel too old" error (the VM matrix runs 5.10). */
@@ -98,7 +100,7 @@ describe.skipIf(TOO_OLD)(`eBPF engine lifecycle${TOO_OLD ? ` (skipped: ${TOO_OLD
     expect(first.changed).toBe(true);
     const progs = await sb.cgroupPrograms();
     expect(progs.map((p) => p.name).sort()).toEqual(
-      ['tp_connect4', 'tp_connect6', 'tp_egress', 'tp_getpeername4', 'tp_getpeername6', 'tp_getsockopt', 'tp_recvmsg4', 'tp_recvmsg6', 'tp_sendmsg4', 'tp_sendmsg6', 'tp_setsockopt', 'tp_sockops'].sort(),
+      ['tp_connect4', 'tp_connect6', 'tp_egress', 'tp_getpeername4', 'tp_getpeername6', 'tp_getsockopt', 'tp_recvmsg4', 'tp_recvmsg6', 'tp_sendmsg4', 'tp_sendmsg6', 'tp_setsockopt', SOCKOPS_PROGRAM[probeNetnsCheck()]].sort(),
     );
     // sk_lookup is attached to the network namespace, not the cgroup: its link is pinned with the others.
     expect(existsSync(join(tp, 'links', 'tp_sk_lookup'))).toBe(true);

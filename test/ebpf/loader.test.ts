@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAndLoad } from '../../src/ebpf/loader.js';
+import { unusedPrograms } from '../../src/ebpf/spec.js';
 import { LibbpfError } from '../../src/errors.js';
 import { PREBUILT, compileBpf } from './sandbox.js';
 import { scaledMs } from '../../src/sandbox/timeout-scale.js';
@@ -32,6 +33,8 @@ beforeAll(async () => {
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u32); __uint(max_entries, 1); } bad_m SEC(".maps");
 SEC("sockops")
 int tp_sockops(struct bpf_sock_ops *ctx) { __u32 k = 0; __u32 *v = bpf_map_lookup_elem(&bad_m, &k); return *v; }
+SEC("sockops")
+int tp_sockops_ino(struct bpf_sock_ops *ctx) { return 1; }
 char LICENSE[] SEC("license") = "GPL";
 `,
   );
@@ -44,7 +47,7 @@ afterAll(async () => {
 
 function loadError(verbose: boolean): LibbpfError {
   try {
-    openAndLoad(join(dir, 'objects'), bpffs, verbose).close();
+    openAndLoad(join(dir, 'objects'), bpffs, verbose, undefined, unusedPrograms('cookie')).close();
   } catch (e) {
     if (e instanceof LibbpfError) return e;
     throw e;

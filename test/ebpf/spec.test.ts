@@ -1,6 +1,6 @@
 /** The pure half: desired map contents, limits and the dry-run text. */
 import { describe, expect, it } from 'vitest';
-import { buildEbpfSpec, configHash, describeEbpfPlan, mapCapacities, mapCapacity, mapSpec } from '../../src/ebpf/spec.js';
+import { buildEbpfSpec, configHash, describeEbpfPlan, mapCapacities, mapCapacity, mapSpec, unusedPrograms, type NetnsCheck } from '../../src/ebpf/spec.js';
 import { TP_DNS_LISTED, TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, portKey, tpConfig, tpLpm4Key, tpUidPortKey } from '../../src/ebpf/codecs.js';
 import { ConfigError } from '../../src/errors.js';
 import { baseConfig } from './sandbox.js';
@@ -86,6 +86,16 @@ describe('buildEbpfSpec', () => {
   it('writes the netns cookie it is given into tp_netns_v1 (0 for a plan)', () => {
     expect(entries(buildEbpfSpec(cfg(), true, 0x1234n), 'tp_netns_v1')[0]!.value.readBigUInt64LE(0)).toBe(0x1234n);
     expect(entries(buildEbpfSpec(cfg()), 'tp_netns_v1')[0]!.value.readBigUInt64LE(0)).toBe(0n);
+  });
+
+  it('attaches the sockops program of the netns check it is given, never both, and hashes them apart', () => {
+    const sockops = (check: NetnsCheck) => buildEbpfSpec(cfg(), true, 7n, check).programs.filter((p) => p.section === 'sockops').map((p) => p.name);
+    expect(sockops('cookie')).toEqual(['tp_sockops']);
+    expect(sockops('inode')).toEqual(['tp_sockops_ino']);
+    expect([...unusedPrograms('cookie')]).toEqual(['tp_sockops_ino']);
+    expect([...unusedPrograms('inode')]).toEqual(['tp_sockops']);
+    const target = { bpffsPath: '/b', cgroupPath: '/c', programsSourcePath: '/p', objectsDigest: 'd' };
+    expect(configHash(buildEbpfSpec(cfg(), true, 7n, 'inode'), target)).not.toBe(configHash(buildEbpfSpec(cfg(), true, 7n, 'cookie'), target));
   });
 
   it('leaves out the tc program when inbound is off, and warns about iptables-only options', () => {
