@@ -17,7 +17,7 @@ import type { ZodError, ZodIssue } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { AnnotationsInput } from './annotations.js';
 import { configFileSchema, flagName, FLAG_SETTINGS, rawFlagsSchema, type ConfigFileInput, type RawFlags } from './schema.js';
-import { longFlag, SETTING_IDS, SETTINGS, settingOf, type Setting, type SettingId } from './settings.js';
+import { IPTABLES_EXECUTABLE_NAMES, longFlag, SETTING_IDS, SETTINGS, settingOf, type Setting, type SettingId } from './settings.js';
 import { quoteValue, ValueError } from './value-error.js';
 
 type Parsed<Id extends SettingId> = ReturnType<(typeof SETTINGS)[Id]['parse']>;
@@ -130,6 +130,7 @@ function formatZodIssue(source: string, data: unknown, issue: ZodIssue): ConfigE
 /** Keys the file accepts in the mapping at `path` (for "unknown key" hints), in table order. */
 function allowedKeysAt(path: (string | number)[]): string[] {
   const prefix = path.map(String);
+  if (prefix.join('.') === 'iptablesExecutables') return [...IPTABLES_EXECUTABLE_NAMES];
   const keys: string[] = [];
   for (const id of SETTING_IDS) {
     const parts = settingOf(id).key?.split('.');
