@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli, type CliIo } from '../src/cli.js';
 import { install } from '../src/commands/install.js';
+import { SETTING_IDS, settingOf } from '../src/config/settings.js';
 import { PreflightError } from '../src/errors.js';
 import { buildDist, REPO_ROOT } from './fixtures/dist.js';
 import { scaledMs } from '../src/sandbox/timeout-scale.js';
@@ -83,6 +84,21 @@ describe('config errors exit 2 with one line naming the flag or file field', () 
     const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--kuma-dp-user', 'no-such-user-here']);
     expect(r.exitCode).toBe(2);
     expectOneLineError(r.stderr, 'error: --kuma-dp-user: no user "no-such-user-here" on this host (create it or pass a uid)');
+  });
+
+  it('a bad KUMA_TRANSPARENT_PROXY_* variable names the variable', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER], { env: { KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT: '0' } });
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(r.stderr, 'error: KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT: "0" is out of range (expected an integer 1-65535)');
+  });
+
+  it('a missing --pod-annotations file', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--pod-annotations', '/nonexistent/annotations']);
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(
+      r.stderr,
+      'error: --pod-annotations: cannot read /nonexistent/annotations: no such file (mount the downward-API volume with the metadata.annotations field)',
+    );
   });
 
   it('a missing config file', async () => {
@@ -169,7 +185,13 @@ describe('help and version', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('Usage: tpctl install transparent-proxy [options]');
     expect(r.stdout).toContain('--exclude-outbound-ports-for-uids');
-    expect(r.stdout).not.toContain('--kuma-dp-uid'); // deprecated, hidden
+    expect(r.stdout).not.toMatch(/^\s+--kuma-dp-uid/m); // deprecated: not among the options…
+    // …but every accepted flag is named: the table's options, and the older spellings in one line.
+    for (const id of SETTING_IDS) {
+      const flag = settingOf(id).flag?.split(' ')[0];
+      if (flag) expect(r.stdout, flag).toContain(flag);
+    }
+    expect(r.stdout).toContain("Also accepted (kumactl's older spellings; README: Flags): --config-file, --kuma-dp-uid, --redirect-inbound-port-v6,");
   });
 
   it('--version prints the package version', async () => {

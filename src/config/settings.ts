@@ -171,7 +171,7 @@ export const SETTINGS = {
     fallback: undefined,
     defaultText: '',
     help: "a Kubernetes downward-API annotations file (init container): Kuma's pod annotations set the settings below",
-    doc: "A Kubernetes downward-API annotations file (`key=\"value\"` lines, as the kubelet writes them): Kuma's pod annotations set the settings listed under *Environment variables and pod annotations*. For an init container; see *Kubernetes init container*.",
+    doc: "A Kubernetes downward-API annotations file (`key=\"value\"` lines, as the kubelet writes them): Kuma's pod annotations set the settings listed under *Config keys, environment variables and pod annotations*. For an init container; see *Kubernetes init container*.",
     section: 'install',
   },
   kumaDpUser: {
