@@ -9,7 +9,7 @@
  * other annotation, including unknown `kuma.io/` ones, is ignored.
  */
 import { ConfigError } from '../errors.js';
-import { quoteValue } from './value-error.js';
+import { quoteValue } from '../value-error.js';
 
 export interface AnnotationEntry {
   name: string;

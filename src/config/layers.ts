@@ -18,7 +18,7 @@ import { ConfigError } from '../errors.js';
 import type { AnnotationsInput } from './annotations.js';
 import { configFileSchema, flagName, FLAG_SETTINGS, rawFlagsSchema, type ConfigFileInput, type RawFlags } from './schema.js';
 import { IPTABLES_EXECUTABLE_NAMES, longFlag, SETTING_IDS, SETTINGS, settingOf, type Setting, type SettingId } from './settings.js';
-import { quoteValue, ValueError } from './value-error.js';
+import { quoteValue, ValueError } from '../value-error.js';
 
 type Parsed<Id extends SettingId> = ReturnType<(typeof SETTINGS)[Id]['parse']>;
 /** A setting's type: what its parser returns, or undefined where it has no default. */

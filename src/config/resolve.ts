@@ -8,8 +8,8 @@
  * PATH), so it is unit tested without root and without touching the host.
  */
 import { ConfigError } from '../errors.js';
-import { parseResolvConf } from '../host/resolvconf.js';
-import type { UserLookup } from '../host/users.js';
+import type { HostLookups, UserLookup } from './lookups.js';
+import { parseResolvConf } from './resolvconf.js';
 import type { AnnotationsInput } from './annotations.js';
 import { DEFAULTS, defaultProgramsSourcePath } from './defaults.js';
 import { buildLayers, parseAt, type Layers } from './layers.js';
@@ -18,16 +18,7 @@ import type { SettingId } from './settings.js';
 import type { DnsConfig, EbpfConfig, EngineName, IpFamily, IptablesBackend, ProxyUser, TransparentProxyConfig, UninstallConfig } from './types.js';
 import * as v from './values.js';
 
-export interface HostLookups {
-  users: UserLookup;
-  /** Text of a resolv.conf file; throws (ENOENT …) when it can't be read. */
-  readResolvConf(path: string): string;
-  /**
-   * Whether an executable is on PATH: with no --engine, a host with `nft` and no
-   * iptables binary gets the nftables engine. Absent: the iptables default stands.
-   */
-  hasExecutable?(name: string): boolean;
-}
+export type { HostLookups };
 
 export interface ResolveInput {
   flags?: RawFlags;

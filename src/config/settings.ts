@@ -11,7 +11,7 @@
  */
 import { DEFAULTS } from './defaults.js';
 import { ENGINE_NAMES, type EngineName, type IptablesBackend } from './types.js';
-import { ValueError } from './value-error.js';
+import { ValueError } from '../value-error.js';
 import * as v from './values.js';
 
 /** How a config-file leaf is checked structurally (its content is checked by `parse`). */
