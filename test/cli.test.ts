@@ -2,6 +2,8 @@
  * The built CLI (dist/cli.js) run as a process: exit codes, one-line errors without
  * stack frames, dry-run output. Nothing here changes the host (dry-run only).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
@@ -137,6 +139,21 @@ describe('--dry-run', () => {
     expect(r.stdout).toContain('--to-ports 16006');
     expect(r.stdout).toContain('--to-ports 16001');
     expect(r.stdout).not.toContain('17001');
+  });
+
+  it("takes the latest kumactl's comma-separated --config list; later files win", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tpctl-9a-config-'));
+    try {
+      writeFileSync(join(dir, 'a.yaml'), 'kumaDPUser: 5678\nredirect: {inbound: {port: 16006}, outbound: {port: 16001}}\n');
+      writeFileSync(join(dir, 'b.yaml'), 'redirect: {outbound: {port: 17001}}\n');
+      const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--config', `${join(dir, 'a.yaml')},${join(dir, 'b.yaml')}`]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout).toContain('--to-ports 16006');
+      expect(r.stdout).toContain('--to-ports 17001');
+      expect(r.stdout).not.toContain('16001');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("accepts kumactl's --config-file spelling", async () => {

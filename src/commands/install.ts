@@ -40,9 +40,11 @@ export interface CommandResult extends EngineResult {
   dryRun: boolean;
 }
 
+/** --config values: each a path, `-`, or (as the latest kumactl takes) a comma-separated list of them. */
 export function configPaths(config: RawFlags['config']): string[] {
   if (config === undefined) return [];
-  return Array.isArray(config) ? config : [config];
+  const values = Array.isArray(config) ? config : [config];
+  return values.flatMap((v) => (v.includes(',') ? v.split(',').map((p) => p.trim()).filter((p) => p !== '') : [v]));
 }
 
 /** Resolves flags + config files and installs (or, with dryRun, renders) transparent proxying. */
