@@ -332,7 +332,7 @@ export function resolveConfig(input: ResolveInput, host: HostLookups): Resolved<
 
   checkDistinctPorts(ctx, inboundEnabled, dns.mode !== 'off');
   const kumaDpUser = resolveUser(layers.value('kumaDpUser'), layers.label('kumaDpUser'), host.users);
-  const cidrs = (id: SettingId & ('excludeInboundIps' | 'excludeOutboundIps')) => keepFamily(layers.value(id), (c) => c.family, ctx, layers.label(id));
+  const cidrs = (id: 'excludeInboundIps' | 'excludeOutboundIps') => keepFamily(layers.value(id), (c) => c.family, ctx, layers.label(id));
 
   const config: TransparentProxyConfig = {
     kumaDpUser,
