@@ -11,7 +11,8 @@ import {
   APP_PORTS, APP_UID, addForeignIptablesRules, addForeignNftTables, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, OTHER_UID, PROXY_UID, REMOTE_PORTS,
   describeCli, engineFlags, engineState, isKernelTooOld, probeTcp, runCli, selectEngines, startCast, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
-import { createSandbox, type Sandbox } from '../../src/sandbox/sandbox.js';
+import { createSandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 
 const ENGINES = selectEngines<{ engine: EngineName }>([{ engine: 'iptables-nft' }, { engine: 'iptables-legacy' }, { engine: 'nftables' }, { engine: 'ebpf' }]);
