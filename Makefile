@@ -107,11 +107,11 @@ test-crash: deps build typecheck
 	TPCTL_CRASH_STEPS=all npx vitest run test/e2e/crash.test.ts
 
 # Only the tests that need no root (checked by running them as nobody).
-UNIT_TESTS := test/config test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
-	test/host/resolvconf.test.ts test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
+UNIT_TESTS := test/config test/net test/host/interfaces.test.ts test/host/kernel.test.ts test/host/mounts.test.ts \
+	test/host/users.test.ts test/iptables/backend.test.ts test/iptables/render.test.ts \
 	test/iptables/save.test.ts test/iptables/canonical.test.ts test/iptables/firewalld.test.ts test/iptables/record.test.ts test/nftables/render.test.ts test/nftables/listing.test.ts test/ebpf/listeners.test.ts test/ebpf/object.test.ts test/ebpf/abi.test.ts test/ebpf/libbpf-structs.test.ts test/ebpf/preflight.test.ts test/ebpf/spec.test.ts test/ebpf/map-limits.test.ts \
 	test/sandbox/harness.test.ts test/sandbox/timeout-scale.test.ts test/scripts/test-summary.test.ts \
-	test/steps.test.ts test/host/private-dir.test.ts test/ebpf/pin-dir.test.ts
+	test/steps.test.ts test/host/private-dir.test.ts test/ebpf/pin-dir.test.ts test/layering.test.ts
 
 test-unit: build typecheck
 	npx vitest run $(UNIT_TESTS)

@@ -10,10 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import type { CommandResult } from './commands/install.js';
 import { DEFAULTS } from './config/defaults.js';
+import { longFlag, SETTING_IDS, settingOf, type Setting } from './config/settings.js';
 import type { RawFlags, RawUninstallFlags } from './config/schema.js';
 import type { Logger } from './config/types.js';
 import { isTpError } from './errors.js';
-import { CONFIG_PATH, UNIT_NAME } from './persist/boot.js';
+import { UNIT_NAME } from './persist/boot.js';
 import { STATUS_EXIT, VERIFY_EXIT } from './commands/exit-codes.js';
 import { Steps, stepHooksFromEnv } from './steps.js';
 
@@ -45,68 +46,30 @@ const BOOL_NOTE = '\n[bool] flags: --flag turns it on, --flag=false off.';
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
-function boolOption(flags: string, description: string): Option {
-  return new Option(`${flags} [bool]`, description);
+/** A commander option from the settings table: its flag, help (or the uninstall help), repeatable and hidden. */
+function tableOption(s: Setting, help: string): Option {
+  const o = new Option(s.bool ? `${s.flag} [bool]` : (s.flag ?? ''), help);
+  if (s.repeatable) o.argParser(collect);
+  if (s.hidden) o.hideHelp();
+  return o;
 }
 
 function addInstallOptions(cmd: Command): Command {
-  const d = DEFAULTS;
-  const opts: Option[] = [
-    new Option('--config <file>', 'config file (YAML or JSON, kumactl keys), - for stdin; repeatable, later files win, flags win over files').argParser(collect),
-    new Option('--config-file <file>', 'kumactl spelling of --config').argParser(collect).hideHelp(),
-    new Option('--kuma-dp-user <name|uid>', `user the proxy runs as; its traffic is never redirected (default: uid ${d.proxyUid}, else user ${d.proxyUserName})`),
-    new Option('--kuma-dp-uid <uid>', 'deprecated alias of --kuma-dp-user').hideHelp(),
-    new Option('--ip-family-mode <mode>', 'dualstack or ipv4 (default: dualstack)'),
-    boolOption('--redirect-inbound', 'redirect inbound traffic to the proxy (default: true)'),
-    new Option('--redirect-inbound-port <port>', `inbound listener port (default: ${d.inboundPort})`),
-    new Option('--redirect-outbound-port <port>', `outbound listener port (default: ${d.outboundPort})`),
-    new Option('--exclude-inbound-ports <ports>', 'inbound ports not redirected: comma list, ranges a-b; repeatable').argParser(collect),
-    new Option('--exclude-outbound-ports <ports>', 'outbound ports not redirected: comma list, ranges a-b; repeatable').argParser(collect),
-    new Option('--exclude-inbound-ips <ips>', 'source addresses/CIDRs (v4 or v6) not redirected inbound; comma list, repeatable').argParser(collect),
-    new Option('--exclude-outbound-ips <ips>', 'destination addresses/CIDRs (v4 or v6) not redirected outbound; comma list, repeatable').argParser(collect),
-    new Option('--exclude-outbound-ports-for-uids <rule>', 'per-uid outbound exclusion [tcp|udp|*:][ports|*:]uid[-uid]; repeatable').argParser(collect),
-    boolOption('--redirect-dns', 'redirect DNS queries to the nameservers in resolv.conf to the DNS listener'),
-    boolOption('--redirect-all-dns-traffic', 'redirect every DNS query (UDP :53) to the DNS listener'),
-    new Option('--redirect-dns-port <port>', `DNS listener port (default: ${d.dnsPort})`),
-    new Option('--resolv-conf-path <path>', `resolv.conf whose nameservers --redirect-dns captures (default: ${d.resolvConfPath})`),
-    boolOption('--skip-dns-conntrack-zone-split', 'iptables: do not put DNS traffic in separate conntrack zones'),
-    boolOption('--drop-invalid-packets', 'iptables: drop packets in conntrack state INVALID'),
-    boolOption('--iptables-logs', 'iptables: log matched packets with the LOG target'),
-    new Option('--vnet <iface:cidr>', 'virtual network whose traffic is redirected, e.g. docker0:172.17.0.0/16, br+:172.18.0.0/16; repeatable').argParser(collect),
-    boolOption('--store-firewalld', 'iptables: also store the rules in firewalld (/etc/firewalld/direct.xml)'),
-    new Option('--engine <engine>', 'iptables, nftables or ebpf (default: iptables; nftables on a host with nft and no iptables binary; env TPCTL_ENGINE)'),
-    new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto: the one already holding rules, else nft)'),
-    new Option('--wait <seconds>', `seconds to wait for the xtables lock (default: ${d.waitSeconds})`),
-    new Option('--wait-interval <microseconds>', 'xtables lock polling interval (default: iptables default)'),
-    new Option('--max-retries <n>', `install retries after a failed attempt (default: ${d.maxRetries})`),
-    new Option('--sleep-between-retries <duration>', 'pause between retries, e.g. 2s, 500ms (default: 2s)'),
-    boolOption('--ebpf-enabled', 'use the eBPF engine instead of iptables'),
-    new Option('--ebpf-instance-ip <ip[,ip6]>', "eBPF: this host's address (one IPv4, optionally one IPv6)").argParser(collect),
-    new Option('--ebpf-programs-source-path <dir>', 'eBPF: directory of the *.bpf.o programs (default: bundled bpf/prebuilt)'),
-    new Option('--ebpf-bpffs-path <dir>', `eBPF: bpffs directory for pins and state (default: ${d.bpffsPath})`),
-    new Option('--ebpf-cgroup-path <dir>', 'eBPF: cgroup v2 directory to attach to (default: the cgroup2 root)'),
-    new Option('--ebpf-tc-attach-iface <iface>', 'eBPF: interface for the inbound tc program (default: the one holding the instance IP)'),
-    new Option('--persist', `also write the settings to ${CONFIG_PATH} and enable ${UNIT_NAME}, which reapplies them at boot`),
-    boolOption('--dry-run', 'print what would be installed, change nothing'),
-    boolOption('--verbose', 'more output; stack traces on unexpected errors'),
-    boolOption('--skip-resolv-conf', 'deprecated, has no effect').hideHelp(),
-    boolOption('--experimental-transparent-proxy-engine', 'deprecated, has no effect').hideHelp(),
-  ];
-  for (const o of opts) cmd.addOption(o);
-  cmd.addHelpText('after', BOOL_NOTE);
+  for (const id of SETTING_IDS) {
+    const s = settingOf(id);
+    if (s.flag) cmd.addOption(tableOption(s, s.help));
+  }
+  const hidden = SETTING_IDS.map(settingOf).filter((s) => s.flag && s.hidden).map((s) => longFlag(s));
+  cmd.addHelpText('after', `${BOOL_NOTE}\nAlso accepted (kumactl's older spellings; README: Flags): ${hidden.join(', ')}.`);
   return cmd;
 }
 
 function addUninstallOptions(cmd: Command): Command {
-  cmd.addOption(new Option('--config <file>', 'config file (YAML or JSON), - for stdin; repeatable').argParser(collect));
-  cmd.addOption(new Option('--config-file <file>', 'kumactl spelling of --config').argParser(collect).hideHelp());
-  cmd.addOption(new Option('--engine <engine>', 'iptables, nftables or ebpf: --engine ebpf = --ebpf-enabled (every install found is removed anyway)'));
-  cmd.addOption(boolOption('--ebpf-enabled', 'remove the eBPF install (also done when its state is found)'));
-  cmd.addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of the eBPF install (default: ${DEFAULTS.bpffsPath})`));
-  cmd.addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'));
+  for (const id of SETTING_IDS) {
+    const s = settingOf(id);
+    if (s.flag && s.uninstall) cmd.addOption(tableOption(s, s.uninstall));
+  }
   cmd.addOption(new Option('--keep-persisted', `keep what install --persist wrote (${UNIT_NAME}'s own stop command)`));
-  cmd.addOption(boolOption('--dry-run', 'print what would be removed, change nothing'));
-  cmd.addOption(boolOption('--verbose', 'more output; stack traces on unexpected errors'));
   cmd.addHelpText('after', BOOL_NOTE);
   return cmd;
 }
@@ -174,7 +137,7 @@ function targetCommand(program: Command, verb: string, groupDescription: string,
     .description(description)
     .addOption(new Option('--ebpf-bpffs-path <dir>', `bpffs directory of an eBPF install (default: ${DEFAULTS.bpffsPath})`))
     .addOption(new Option('--iptables-backend <backend>', 'auto, nft or legacy (default: auto)'))
-    .addOption(boolOption('--verbose', 'stack traces on unexpected errors'));
+    .addOption(new Option('--verbose [bool]', 'stack traces on unexpected errors'));
 }
 
 function addStatusCommand(program: Command, io: CliIo, exit: ExitHolder): void {

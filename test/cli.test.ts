@@ -2,11 +2,14 @@
  * The built CLI (dist/cli.js) run as a process: exit codes, one-line errors without
  * stack frames, dry-run output. Nothing here changes the host (dry-run only).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli, type CliIo } from '../src/cli.js';
 import { install } from '../src/commands/install.js';
+import { SETTING_IDS, settingOf } from '../src/config/settings.js';
 import { PreflightError } from '../src/errors.js';
 import { buildDist, REPO_ROOT } from './fixtures/dist.js';
 import { scaledMs } from '../src/sandbox/timeout-scale.js';
@@ -85,6 +88,21 @@ describe('config errors exit 2 with one line naming the flag or file field', () 
     expectOneLineError(r.stderr, 'error: --kuma-dp-user: no user "no-such-user-here" on this host (create it or pass a uid)');
   });
 
+  it('a bad KUMA_TRANSPARENT_PROXY_* variable names the variable', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER], { env: { KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT: '0' } });
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(r.stderr, 'error: KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT: "0" is out of range (expected an integer 1-65535)');
+  });
+
+  it('a missing --pod-annotations file', async () => {
+    const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--pod-annotations', '/nonexistent/annotations']);
+    expect(r.exitCode).toBe(2);
+    expectOneLineError(
+      r.stderr,
+      'error: --pod-annotations: cannot read /nonexistent/annotations: no such file (mount the downward-API volume with the metadata.annotations field)',
+    );
+  });
+
   it('a missing config file', async () => {
     const r = await tpctl(['install', 'transparent-proxy', '--dry-run', ...USER, '--config', '/nonexistent/tp.yaml']);
     expect(r.exitCode).toBe(2);
@@ -121,6 +139,21 @@ describe('--dry-run', () => {
     expect(r.stdout).toContain('--to-ports 16006');
     expect(r.stdout).toContain('--to-ports 16001');
     expect(r.stdout).not.toContain('17001');
+  });
+
+  it("takes the latest kumactl's comma-separated --config list; later files win", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tpctl-9a-config-'));
+    try {
+      writeFileSync(join(dir, 'a.yaml'), 'kumaDPUser: 5678\nredirect: {inbound: {port: 16006}, outbound: {port: 16001}}\n');
+      writeFileSync(join(dir, 'b.yaml'), 'redirect: {outbound: {port: 17001}}\n');
+      const r = await tpctl(['install', 'transparent-proxy', '--dry-run', '--config', `${join(dir, 'a.yaml')},${join(dir, 'b.yaml')}`]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout).toContain('--to-ports 16006');
+      expect(r.stdout).toContain('--to-ports 17001');
+      expect(r.stdout).not.toContain('16001');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("accepts kumactl's --config-file spelling", async () => {
@@ -169,7 +202,13 @@ describe('help and version', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('Usage: tpctl install transparent-proxy [options]');
     expect(r.stdout).toContain('--exclude-outbound-ports-for-uids');
-    expect(r.stdout).not.toContain('--kuma-dp-uid'); // deprecated, hidden
+    expect(r.stdout).not.toMatch(/^\s+--kuma-dp-uid/m); // deprecated: not among the options…
+    // …but every accepted flag is named: the table's options, and the older spellings in one line.
+    for (const id of SETTING_IDS) {
+      const flag = settingOf(id).flag?.split(' ')[0];
+      if (flag) expect(r.stdout, flag).toContain(flag);
+    }
+    expect(r.stdout).toContain("Also accepted (kumactl's older spellings; README: Flags): --config-file, --kuma-dp-uid, --redirect-inbound-port-v6,");
   });
 
   it('--version prints the package version', async () => {

@@ -9,9 +9,11 @@ import { requireCapabilities } from '../host/capabilities.js';
 import { withHostLock } from '../host/lock.js';
 import { renderIptablesRuleset } from '../iptables/index.js';
 import { renderNftablesScript } from '../nftables/index.js';
-import { PreflightError } from '../errors.js';
+import { ConfigError, PreflightError } from '../errors.js';
 import { defaultConfigReaders, loadConfigFiles, type ConfigReaders } from '../config/load.js';
-import { resolveConfig, systemHostLookups, type HostLookups } from '../config/resolve.js';
+import { parseAnnotations } from '../config/annotations.js';
+import { resolveConfig, type HostLookups } from '../config/resolve.js';
+import { systemHostLookups } from '../host/lookups.js';
 import type { RawFlags } from '../config/schema.js';
 import { engineOf, silentLogger, type Logger, type TransparentProxyConfig } from '../config/types.js';
 import { writeBootPersistence } from '../persist/boot.js';
@@ -38,22 +40,40 @@ export interface CommandResult extends EngineResult {
   dryRun: boolean;
 }
 
+/** --config values: each a path, `-`, or (as the latest kumactl takes) a comma-separated list of them. */
 export function configPaths(config: RawFlags['config']): string[] {
   if (config === undefined) return [];
-  return Array.isArray(config) ? config : [config];
+  const values = Array.isArray(config) ? config : [config];
+  return values.flatMap((v) => (v.includes(',') ? v.split(',').map((p) => p.trim()).filter((p) => p !== '') : [v]));
 }
 
 /** Resolves flags + config files and installs (or, with dryRun, renders) transparent proxying. */
 export async function install(flags: RawFlags = {}, opts: CommandOptions = {}): Promise<CommandResult> {
   const log = opts.logger ?? silentLogger;
-  const files = await loadConfigFiles(configPaths(flags.config), opts.readers ?? defaultConfigReaders);
-  const { config, warnings, notes = [] } = resolveConfig({ flags, files, env: opts.env }, opts.host ?? systemHostLookups());
+  const readers = opts.readers ?? defaultConfigReaders;
+  const files = await loadConfigFiles(configPaths(flags.config), readers);
+  const annotations = flags.podAnnotations === undefined ? undefined : await loadPodAnnotations(String(flags.podAnnotations), readers);
+  const { config, warnings, notes = [] } = resolveConfig({ flags, files, annotations, env: opts.env }, opts.host ?? systemHostLookups());
   for (const w of warnings) log.warn(w);
   const result = await installResolved(config, log, opts.steps);
   if (opts.persist && !config.dryRun) result.lines.push(...(await writeBootPersistence(config)));
   // A note in a dry run is a comment, so the printed nft script stays one that `nft -f` reads.
   const noteLines = notes.map((n) => (config.dryRun ? `# ${n}` : n));
   return { ...result, lines: [...noteLines, ...result.lines], dryRun: config.dryRun };
+}
+
+/** Reads and parses the --pod-annotations file. */
+async function loadPodAnnotations(path: string, readers: ConfigReaders) {
+  let text: string;
+  try {
+    text = await readers.readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(`--pod-annotations: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)}`, {
+      hint: 'mount the downward-API volume with the metadata.annotations field',
+    });
+  }
+  return parseAnnotations(path, text);
 }
 
 /** The text --dry-run prints: the iptables-restore input per family, the nft script, or the eBPF plan. */

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import type { Node as YamlNode } from 'yaml';
 import { ConfigError } from '../errors.js';
 import type { ConfigFileInput } from './schema.js';
-import { quoteValue } from './value-error.js';
+import { quoteValue } from '../value-error.js';
 
 // The YAML parser (~20 ms to load) is required only when a config file is given.
 const yaml = (): typeof import('yaml') => createRequire(import.meta.url)('yaml') as typeof import('yaml');

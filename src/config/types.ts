@@ -6,7 +6,9 @@
  * family, never as booleans for "is IPv6".
  */
 
-export type IpFamily = 'ipv4' | 'ipv6';
+import type { Cidr, IpFamily } from '../net/address.js';
+
+export type { Cidr, IpFamily };
 export type IpFamilyMode = 'dualstack' | 'ipv4';
 
 /** An inclusive port range; a single port is `{ from: p, to: p }`. 1 ≤ from ≤ to ≤ 65535. */
@@ -19,13 +21,6 @@ export interface PortRange {
 export interface UidRange {
   from: number;
   to: number;
-}
-
-/** An address with a prefix length, canonical text form (`10.0.0.0`, `fd00::`). */
-export interface Cidr {
-  family: IpFamily;
-  address: string;
-  prefixLength: number;
 }
 
 /** One `--exclude-outbound-ports-for-uids` entry: `[tcp|udp:][ports:]uids`. */

@@ -5,8 +5,8 @@
  * allowed. No parser knows where the value came from.
  */
 import type { Cidr, IpFamilyMode, PortRange, UidPortExclusion, UidRange, VirtualNetwork } from './types.js';
-import { canonicalAddress, parseCidr } from './net.js';
-import { quoteValue, ValueError } from './value-error.js';
+import { canonicalAddress, parseCidr } from '../net/address.js';
+import { quoteValue, ValueError } from '../value-error.js';
 
 const q = quoteValue;
 

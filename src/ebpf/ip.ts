@@ -2,7 +2,7 @@
  * Address text ↔ network-order bytes for map keys. Parsing and RFC 5952 printing
  * are src/config/net.ts's; this only adapts them to Buffers and adds prefix masking.
  */
-import { formatAddress, parseAddress } from '../config/net.js';
+import { formatAddress, parseAddress } from '../net/address.js';
 import type { IpFamily } from '../config/types.js';
 
 function addressBytes(text: string, family: IpFamily): Buffer {

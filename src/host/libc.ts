@@ -8,7 +8,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { endianness } from 'node:os';
-import { formatAddress } from '../config/net.js';
+import { formatAddress } from '../net/address.js';
 import { errnoName, koffi, loadLibrary } from '../ffi.js';
 
 export const SOL_IP = 0;

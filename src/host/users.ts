@@ -4,16 +4,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { PasswdEntry, UserLookup } from '../config/lookups.js';
 
-export interface PasswdEntry {
-  name: string;
-  uid: number;
-}
-
-export interface UserLookup {
-  byUid(uid: number): PasswdEntry | undefined;
-  byName(name: string): PasswdEntry | undefined;
-}
+export type { PasswdEntry, UserLookup };
 
 /** Entries of passwd(5) text; malformed lines are skipped. */
 export function parsePasswd(text: string): PasswdEntry[] {

@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseCidr } from '../config/net.js';
+import { parseCidr } from '../net/address.js';
 import type { Cidr, TransparentProxyConfig } from '../config/types.js';
 import type { VerifyPlacement } from '../engine.js';
 import { originalDestination } from '../host/libc.js';

@@ -218,12 +218,12 @@ describe('validation messages (one line each)', () => {
     [
       'unknown key in a file',
       { files: [yamlFile('tp.yaml', 'redirect:\n  inbound:\n    prot: 1\n')] },
-      'tp.yaml: redirect.inbound.prot: unknown key (allowed here: enabled, port, excludePorts, excludePortsForIPs)',
+      'tp.yaml: redirect.inbound.prot: unknown key (allowed here: enabled, port, excludePorts, excludePortsForIPs, insertRedirectInsteadOfAppend, includePorts, excludePortsForUIDs)',
     ],
     [
       'unknown top-level key',
       { files: [yamlFile('tp.yaml', 'redirct: {}\n')] },
-      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, verbose, dryRun, iptablesBackend, engine)',
+      'tp.yaml: redirct: unknown key (allowed here: kumaDPUser, ipFamilyMode, redirect, ebpf, log, retry, wait, waitInterval, dropInvalidPackets, storeFirewalld, dryRun, verbose, iptablesBackend, engine, iptablesExecutables, comments, cniMode)',
     ],
     [
       'kumactl key tpctl does not support',
@@ -375,7 +375,7 @@ describe('uninstall config', () => {
   });
   it('refuses install-only flags', () => {
     expect(errorLine(() => resolveUninstallConfig({ flags: { redirectDns: true } as never }))).toBe(
-      '--redirect-dns: not an option of this command (allowed: --config, --dry-run, --verbose, --ebpf-enabled, --ebpf-bpffs-path, --iptables-backend, --engine)',
+      '--redirect-dns: not an option of this command (allowed: --config, --ebpf-enabled, --ebpf-bpffs-path, --dry-run, --verbose, --iptables-backend, --engine)',
     );
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValueError } from '../../src/config/value-error.js';
+import { ValueError } from '../../src/value-error.js';
 import * as v from '../../src/config/values.js';
 
 function problem(fn: () => unknown): string {

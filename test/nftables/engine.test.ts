@@ -180,8 +180,9 @@ async function installWithLayout(layout: 'inet' | 'split'): Promise<string> {
   const child = `
 const input = JSON.parse(process.env.TPT_INPUT);
 const { resolveConfig } = await import(input.resolve);
+const { systemHostLookups } = await import(input.lookups);
 const { installNftables } = await import(input.engine);
-const { config } = resolveConfig({ flags: input.flags });
+const { config } = resolveConfig({ flags: input.flags }, systemHostLookups());
 const r = await installNftables(config, { info() {}, warn() {}, debug() {} }, { layout: input.layout });
 process.stdout.write(r.lines.join('\\n'));
 `;
@@ -194,6 +195,7 @@ process.stdout.write(r.lines.join('\\n'));
   };
   const input = JSON.stringify({
     resolve: pathToFileURL(join(distDir, 'config', 'resolve.js')).href,
+    lookups: pathToFileURL(join(distDir, 'host', 'lookups.js')).href,
     engine: pathToFileURL(join(distDir, 'nftables', 'index.js')).href,
     flags,
     layout,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseResolvConf } from '../../src/host/resolvconf.js';
+import { parseResolvConf } from '../../src/config/resolvconf.js';
 
 describe('parseResolvConf', () => {
   it('collects nameservers per family, canonical and de-duplicated', () => {

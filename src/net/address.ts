@@ -1,11 +1,20 @@
 /**
- * IP address and CIDR parsing to canonical text. node:net's isIP decides what is an
+ * IP address and CIDR parsing to canonical text: the leaf module config, host, the
+ * engines and verify share (it imports nothing of tpctl but ValueError). node:net's isIP decides what is an
  * address; the byte conversion here exists so prefixes can be masked and IPv6 printed
  * in one canonical (RFC 5952) form, whatever spelling the user typed.
  */
 import { isIP } from 'node:net';
-import type { Cidr, IpFamily } from './types.js';
-import { quoteValue, ValueError } from './value-error.js';
+import { quoteValue, ValueError } from '../value-error.js';
+
+export type IpFamily = 'ipv4' | 'ipv6';
+
+/** An address with a prefix length, canonical text form (`10.0.0.0`, `fd00::`). */
+export interface Cidr {
+  family: IpFamily;
+  address: string;
+  prefixLength: number;
+}
 
 export interface ParsedAddress {
   family: IpFamily;

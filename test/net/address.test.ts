@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalAddress, formatCidr, parseCidr } from '../../src/config/net.js';
-import { ValueError } from '../../src/config/value-error.js';
+import { canonicalAddress, formatCidr, parseCidr } from '../../src/net/address.js';
+import { ValueError } from '../../src/value-error.js';
 
 describe('canonicalAddress', () => {
   it.each([

@@ -1,8 +1,7 @@
 /**
  * The nameservers of a resolv.conf file: the servers `--redirect-dns` captures.
  */
-import { readFileSync } from 'node:fs';
-import { canonicalAddress } from '../config/net.js';
+import { canonicalAddress } from '../net/address.js';
 
 export interface Nameservers {
   ipv4: string[];
@@ -26,9 +25,4 @@ export function parseResolvConf(text: string): Nameservers {
     if (!list.includes(addr.address)) list.push(addr.address);
   }
   return out;
-}
-
-/** Reads the file; errors (ENOENT, EACCES) propagate for the caller to phrase. */
-export function readResolvConfFile(path: string): string {
-  return readFileSync(path, 'utf8');
 }

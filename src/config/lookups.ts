@@ -1,0 +1,26 @@
+/**
+ * What the config resolver needs from the host, as interfaces it is given: the real
+ * host's implementations live in src/host (lookups.ts, users.ts), tests pass static
+ * ones. Config never reads the host itself.
+ */
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+}
+
+export interface UserLookup {
+  byUid(uid: number): PasswdEntry | undefined;
+  byName(name: string): PasswdEntry | undefined;
+}
+
+export interface HostLookups {
+  users: UserLookup;
+  /** Text of a resolv.conf file; throws (ENOENT …) when it can't be read. */
+  readResolvConf(path: string): string;
+  /**
+   * Whether an executable is on PATH: with no --engine, a host with `nft` and no
+   * iptables binary gets the nftables engine. Absent: the iptables default stands.
+   */
+  hasExecutable?(name: string): boolean;
+}
