@@ -12,6 +12,12 @@ export interface PasswdEntry {
 
 export interface UserLookup {
   byUid(uid: number): PasswdEntry | undefined;
+  /**
+   * The name of a uid from the passwd file alone: a bare `--kuma-dp-user UID` needs no
+   * passwd entry, the name only labels it, and asking NSS would start getent on every
+   * install (a process; README: Start-up).
+   */
+  localName(uid: number): string | undefined;
   byName(name: string): PasswdEntry | undefined;
 }
 
@@ -31,6 +37,7 @@ export function parsePasswd(text: string): PasswdEntry[] {
 export function staticUserLookup(entries: PasswdEntry[]): UserLookup {
   return {
     byUid: (uid) => entries.find((e) => e.uid === uid),
+    localName: (uid) => entries.find((e) => e.uid === uid)?.name,
     byName: (name) => entries.find((e) => e.name === name),
   };
 }
@@ -61,6 +68,7 @@ export function systemUserLookup(passwdPath = '/etc/passwd'): UserLookup {
   };
   return {
     byUid: (uid) => fromFile().byUid(uid) ?? getent(String(uid)),
+    localName: (uid) => fromFile().localName(uid),
     byName: (name) => fromFile().byName(name) ?? (/^\d+$/.test(name) ? undefined : getent(name)),
   };
 }
