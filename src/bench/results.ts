@@ -48,8 +48,19 @@ export function reportLines(r: BenchResults): string[] {
   const engines = r.settings.engines;
   const out: string[] = [];
   out.push(`Measured ${r.measuredAt} in ${r.durationS} s; medians of ${String(r.settings.rounds)} rotating rounds (start-up: ${String(r.settings.startupRuns)}).`, '');
-  out.push('Start-up (wall time, spawn to exit)', '', '| command | ms | × node -e 0 |', '|---|---:|---:|');
-  for (const s of r.startup) out.push(`| ${s.name} | ${num(s.ms, 1)} | ${num(s.ratio, 2)} |`);
+  if (r.startup.length) {
+    out.push('Start-up (wall time, spawn to exit)', '', '| command | ms | × node -e 0 |', '|---|---:|---:|');
+    for (const s of r.startup) out.push(`| ${s.name} | ${num(s.ms, 1)} | ${num(s.ratio, 2)} |`);
+  }
+  if (r.levels.length) levelLines(r, engines, out);
+  if (r.latency.length) {
+    out.push('', 'Request/response latency, keep-alive, through a relaying proxy', '', '| path | p50 µs | p99 µs | req/s | p50 × direct |', '|---|---:|---:|---:|---:|');
+    for (const x of r.latency) out.push(`| ${x.path} | ${x.p50Us} | ${x.p99Us} | ${x.reqPerSec} | ${num(x.p50Ratio, 2)} |`);
+  }
+  return out;
+}
+
+function levelLines(r: BenchResults, engines: string[], out: string[]): void {
   out.push('', 'Connection rate ÷ no-redirect limit, by excluded outbound CIDRs', '');
   out.push(`| exclusions | direct conn/s | ${engines.map((e) => `${e} conn/s | ${e} ratio`).join(' | ')} |`);
   out.push(`|---|---:|${engines.map(() => '---:|---:').join('|')}|`);
@@ -62,9 +73,6 @@ export function reportLines(r: BenchResults): string[] {
   for (const l of r.levels) {
     out.push(`| ${l.label} | ${engines.map((e) => `${num(l.engines[e]?.installMs)} | ${num(l.engines[e]?.uninstallMs)}`).join(' | ')} |`);
   }
-  out.push('', 'Request/response latency, keep-alive, through a relaying proxy', '', '| path | p50 µs | p99 µs | req/s | p50 × direct |', '|---|---:|---:|---:|---:|');
-  for (const x of r.latency) out.push(`| ${x.path} | ${x.p50Us} | ${x.p99Us} | ${x.reqPerSec} | ${num(x.p50Ratio, 2)} |`);
-  return out;
 }
 
 export function printReport(r: BenchResults, write: (s: string) => void): void {

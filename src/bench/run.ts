@@ -27,7 +27,8 @@
  * ruleset or map in the background, which would slow the next sample),
  * BENCH_LEVELS (0,1000,10000,30000,100000), BENCH_TOP_PORTS (22000),
  * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (10),
- * BENCH_ENGINES (all), BENCH_OUT (docs: bench.json and bench.svg are written there).
+ * BENCH_ENGINES (all), BENCH_PARTS (startup,rates,latency: the parts to run),
+ * BENCH_OUT (docs: bench.json and bench.svg are written there).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -82,6 +83,10 @@ const RELAY_PORT = 15011;
 
 // ---- settings --------------------------------------------------------------------
 
+/** The parts of the bench, in the order they run (BENCH_PARTS picks some, e.g. while tuning one). */
+const PARTS = ['startup', 'rates', 'latency'] as const;
+type Part = (typeof PARTS)[number];
+
 function envNumber(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
   const n = raw === undefined || raw === '' ? fallback : Number(raw);
@@ -102,6 +107,12 @@ const settings = {
   requests: envNumber('BENCH_REQUESTS', 2000, 10, 1_000_000),
   startupRuns: envNumber('BENCH_STARTUP_RUNS', 10, 1, 500),
   out: resolve(process.env.BENCH_OUT ?? join(distDir, '..', 'docs')),
+  parts: (() => {
+    const parts = (process.env.BENCH_PARTS || PARTS.join(',')).split(',');
+    const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+    if (unknown.length) throw new Error(`BENCH_PARTS: unknown ${unknown.join(', ')} (expected some of ${PARTS.join(',')})`);
+    return parts as Part[];
+  })(),
 };
 
 // ---- processes in the sandbox ----------------------------------------------------
@@ -348,12 +359,10 @@ async function main(): Promise<void> {
     launcher = await Launcher.start(sb);
     // Warm the servers (JIT, socket buffers) before anything is measured.
     await runClient(sb, 'connect-loop.js', ['--host', sb.v4(CLIENT_HOSTS.remote), '--port', String(REMOTE_PORTS.plain), '--count', '300'], 30_000);
-    process.stdout.write('start-up…\n');
-    const startupRows = await startup(sb, launcher);
-    process.stdout.write('connection rate by exclusions…\n');
-    const levels = await connectionRates(sb, launcher);
-    process.stdout.write('request/response latency…\n');
-    const lat = await latency(sb, launcher, relay);
+    const want = (part: Part, what: string): boolean => settings.parts.includes(part) && (process.stdout.write(`${what}…\n`), true);
+    const startupRows = want('startup', 'start-up') ? await startup(sb, launcher) : [];
+    const levels = want('rates', 'connection rate by exclusions') ? await connectionRates(sb, launcher) : [];
+    const lat = want('latency', 'request/response latency') ? await latency(sb, launcher, relay) : [];
     results = {
       measuredAt: started.toISOString(),
       durationS: Math.round((Date.now() - started.getTime()) / 1000),
