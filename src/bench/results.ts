@@ -24,6 +24,14 @@ export interface LevelResult {
   engines: Record<string, PathAtLevel>;
 }
 
+/** An engine redirecting to a listener that does not ask for the original destination (no exclusions). */
+export interface BareRow {
+  engine: string;
+  connPerSec: number;
+  /** ÷ the no-redirect rate measured next to it (median of rounds) */
+  ratio: number;
+}
+
 export interface LatencyRow {
   path: string;
   p50Us: number;
@@ -38,6 +46,8 @@ export interface BenchResults {
   settings: Record<string, unknown> & { engines: string[] };
   startup: StartupRow[];
   levels: LevelResult[];
+  /** Absent in results written before it was measured. */
+  bare?: BareRow[];
   latency: LatencyRow[];
 }
 
@@ -53,6 +63,11 @@ export function reportLines(r: BenchResults): string[] {
     for (const s of r.startup) out.push(`| ${s.name} | ${num(s.ms, 1)} | ${num(s.ratio, 2)} |`);
   }
   if (r.levels.length) levelLines(r, engines, out);
+  if (r.bare?.length) {
+    out.push('', 'No exclusions, redirected to a bare listener (answers like the remote server, no SO_ORIGINAL_DST lookup)', '');
+    out.push('| engine | conn/s | ratio |', '|---|---:|---:|');
+    for (const b of r.bare) out.push(`| ${b.engine} | ${num(b.connPerSec)} | ${num(b.ratio, 3)} |`);
+  }
   if (r.latency.length) {
     out.push('', 'Request/response latency, keep-alive, through a relaying proxy', '', '| path | p50 µs | p99 µs | req/s | p50 × direct |', '|---|---:|---:|---:|---:|');
     for (const x of r.latency) out.push(`| ${x.path} | ${x.p50Us} | ${x.p99Us} | ${x.reqPerSec} | ${num(x.p50Ratio, 2)} |`);
