@@ -8,7 +8,7 @@
  * when used; the CLI runs tools with node:child_process (src/host/run-tool.ts), never
  * execa. See README "Start-up".
  */
-import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
@@ -42,8 +42,14 @@ const bundled = await build({
 });
 // Line 1 is the build id that ties the code cache to this very bundle; the bin is
 // what carries the shebang (the bundle is compiled as a function body).
+// Each file is replaced whole (rename), so a bin started meanwhile (tests run it in
+// parallel) reads the old file or the new one, never half of one.
+const replace = (path, text, mode = 0o644) => {
+  writeFileSync(`${path}.tmp`, text);
+  chmodSync(`${path}.tmp`, mode);
+  renameSync(`${path}.tmp`, path);
+};
 const code = bundled.outputFiles[0].text.replace(/^#!.*\n/, '');
-writeFileSync('dist/tpctl-main.cjs', `//tpctl-build ${randomUUID()}\n${code}`);
-copyFileSync('scripts/tpctl-bin.cjs', 'dist/tpctl.cjs');
-chmodSync('dist/tpctl.cjs', 0o755);
+replace('dist/tpctl-main.cjs', `//tpctl-build ${randomUUID()}\n${code}`);
+replace('dist/tpctl.cjs', readFileSync('scripts/tpctl-bin.cjs'), 0o755);
 execFileSync(process.execPath, ['scripts/code-cache.cjs', 'dist'], { stdio: ['ignore', 'ignore', 'inherit'] });

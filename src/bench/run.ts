@@ -318,7 +318,8 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<{ level
       for (const [path, x] of got) samples.set(`${li}/${path}`, [...(samples.get(`${li}/${path}`) ?? []), x]);
       process.stdout.write(
         `round ${round + 1}/${settings.rounds}, ${level.label} exclusions: direct ${directs.join('/')}/s, ` +
-          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}\n`,
+          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}` +
+          `${li === 0 ? `; to the bare listener: ${[...bare].map(([p, xs]) => `${p} ${xs.at(-1)!.cps}/s (${xs.at(-1)!.ratio.toFixed(2)})`).join(', ')}` : ''}\n`,
       );
     }
   }
