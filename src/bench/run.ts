@@ -25,9 +25,9 @@
  * mount namespace with its own /run: the command alone is timed, and the host-wide
  * install lock of other tpctl runs on the machine cannot add waits.
  *
- * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (0.5, after 0.2 s of
+ * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (0.3, after 0.1 s of
  * warm-up: thousands of connections, plenty for a median), BENCH_SETTLE_MS pause after
- * each uninstall (300: the kernel frees a big ruleset or map in the background, which
+ * each uninstall (200: the kernel frees a big ruleset or map in the background, which
  * would slow the next sample), BENCH_LEVELS (0,1000,10000,30000,100000),
  * BENCH_TOP_PORTS (22000), BENCH_REQUESTS per latency sample (1000), BENCH_STARTUP_RUNS (10),
  * BENCH_ENGINES (all), BENCH_PARTS (startup,rates,latency: the parts to run),
@@ -105,8 +105,8 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 
 const settings = {
   rounds: envNumber('BENCH_ROUNDS', 3, 1, 20),
-  seconds: envNumber('BENCH_SECONDS', 0.5, 0.2, 60),
-  settleMs: envNumber('BENCH_SETTLE_MS', 300, 0, 60_000),
+  seconds: envNumber('BENCH_SECONDS', 0.3, 0.1, 60),
+  settleMs: envNumber('BENCH_SETTLE_MS', 200, 0, 60_000),
   levels: (process.env.BENCH_LEVELS ?? '0,1000,10000,30000,100000').split(',').map((x) => {
     const n = Number(x);
     if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error(`BENCH_LEVELS: ${x} is not a count 0-1000000`);
@@ -258,7 +258,7 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<{ level
   type Sample = { cps: number; ratio?: number; installMs?: number; uninstallMs?: number };
   const samples = new Map<string, Sample[]>(); // `${level}/${path}`
   const sample = async (): Promise<{ cps: number; via: string }> => {
-    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.2', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
+    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.1', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
     if (Number(r.failed) > 0) throw new Error(`connect-loop: ${String(r.failed)} connections failed`);
     // The rate at the median connection time: a few connections stalled by other
     // processes' bursts on a shared machine move the mean (and conn/s) far more than
