@@ -19,11 +19,11 @@ export interface ToolResult {
 export interface ToolOptions {
   /** Written to the tool's stdin, which is then closed (an empty stdin otherwise). */
   input?: string;
-  /** Killed (SIGKILL) after this long; default 120 s. */
+  /** Killed (SIGKILL) after this long; default 10 min (iptables-restore of a million rules takes minutes). */
   timeoutMs?: number;
 }
 
-const DEFAULT_TIMEOUT_MS = 120_000;
+const DEFAULT_TIMEOUT_MS = 600_000;
 
 /** Runs `cmd args`; never rejects: the result says how it ended. */
 export function runTool(cmd: string, args: readonly string[], opts: ToolOptions = {}): Promise<ToolResult> {
