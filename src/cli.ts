@@ -99,7 +99,7 @@ const VERBS: Record<'install' | 'uninstall', Verb> = {
     addOptions: addInstallOptions,
     description: "redirect the host's TCP traffic (and optionally DNS) through the sidecar proxy",
     // Commands (and through them the engines) load only when one runs: --help and
-    // --version stay fast, and a dry run never loads libbpf or execa.
+    // --version stay fast, and a dry run never loads libbpf or koffi.
     run: async ({ persist, ...flags }, logger, env, steps) =>
       (await import('./commands/install.js')).install(flags as RawFlags, { logger, env, persist: persist === true, steps }),
     done: 'transparent proxy installed',

@@ -1,11 +1,13 @@
 /**
- * dist/tpctl.cjs — the file the `tpctl` bin runs (scripts/bundle.mjs) — behaves like
- * dist/cli.js: version, dry-run text, one-line errors, and (root, in a sandbox) a
- * real install and uninstall per engine that redirect real traffic, which exercises
- * what bundling could break: koffi and libbpf, the separate execa file, the path of
- * bpf/prebuilt.
+ * dist/tpctl.cjs — the `tpctl` bin, which runs the bundle dist/tpctl-main.cjs
+ * (scripts/bundle.mjs) — behaves like dist/cli.js: version, dry-run text, one-line
+ * errors, and (root, in a sandbox) a real install and uninstall per engine that
+ * redirect real traffic, which exercises what bundling could break: koffi and libbpf,
+ * tools run through node:child_process, the path of bpf/prebuilt. And the bin's V8
+ * code cache is used when it fits and ignored when it does not.
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +49,40 @@ describe('the bundled CLI', () => {
     const [a, b] = await Promise.all([run(bundle, args), run(cli, args)]);
     expect({ code: a.exitCode, stdout: a.stdout, stderr: a.stderr }).toEqual({ code: b.exitCode, stdout: b.stdout, stderr: b.stderr });
     expect(a.stdout + a.stderr).not.toBe('');
+  });
+
+  it('runs the bundle from a V8 code cache that this Node accepts', async () => {
+    // The bin's own check, done by hand: same build id, and V8 does not reject the data.
+    const main = join(REPO_ROOT, 'dist', 'tpctl-main.cjs');
+    const check = `
+      const { readFileSync } = require('node:fs'); const { Script } = require('node:vm');
+      const source = readFileSync(${JSON.stringify(main)}, 'utf8'); const file = readFileSync(${JSON.stringify(`${main}.cache`)});
+      const nl = file.indexOf(10);
+      if (!source.startsWith(file.toString('utf8', 0, nl + 1))) { console.log('other build'); process.exit(0); }
+      const s = new Script('(function (exports, require, module, __filename, __dirname) {' + source + '\\n})', { filename: ${JSON.stringify(main)}, cachedData: file.subarray(nl + 1) });
+      console.log(s.cachedDataRejected ? 'rejected' : 'accepted');`;
+    const r = await execa('node', ['-e', check], { reject: false, timeout: scaledMs(20_000) });
+    expect(r.stdout.trim()).toBe('accepted');
+  });
+
+  it('never offers a cache from another build, and runs without one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), `tpt-bundle-${process.pid}-`));
+    try {
+      mkdirSync(join(dir, 'dist'));
+      for (const f of ['tpctl.cjs', 'tpctl-main.cjs']) copyFileSync(join(REPO_ROOT, 'dist', f), join(dir, 'dist', f));
+      copyFileSync(join(REPO_ROOT, 'package.json'), join(dir, 'package.json'));
+      symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
+      const expected = await run(bundle, ['--version']);
+      // no cache at all
+      expect((await run(join(dir, 'dist', 'tpctl.cjs'), ['--version'])).stdout).toBe(expected.stdout);
+      // a cache whose build id is another build's: ignored (V8 checks only the source length)
+      const cache = readFileSync(join(REPO_ROOT, 'dist', 'tpctl-main.cjs.cache'));
+      writeFileSync(join(dir, 'dist', 'tpctl-main.cjs.cache'), Buffer.concat([Buffer.from('//tpctl-build another\n'), cache.subarray(cache.indexOf(10) + 1)]));
+      const r = await run(join(dir, 'dist', 'tpctl.cjs'), ['--version']);
+      expect({ code: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: expected.stdout, stderr: '' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('finds bpf/prebuilt of the package whatever the working directory', async () => {

@@ -14,6 +14,9 @@
  *                  as a ratio to the no-redirect limit (the same loop straight to the
  *                  remote server with no engine installed, measured just before and
  *                  just after each engine's sample); install and uninstall time.
+ *                  At 0 exclusions each engine also redirects to a bare listener (no
+ *                  SO_ORIGINAL_DST lookup), which splits the gap to the limit into the
+ *                  engine's part and the test proxy's.
  *  3. latency      keep-alive request/response round trips through a relaying proxy
  *                  (bytes copied to the original destination) vs a direct connection.
  *
@@ -22,12 +25,13 @@
  * mount namespace with its own /run: the command alone is timed, and the host-wide
  * install lock of other tpctl runs on the machine cannot add waits.
  *
- * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (1, after 0.2 s of
- * warm-up), BENCH_SETTLE_MS pause after each uninstall (500: the kernel frees a big
- * ruleset or map in the background, which would slow the next sample),
- * BENCH_LEVELS (0,1000,10000,30000,100000), BENCH_TOP_PORTS (22000),
- * BENCH_REQUESTS per latency sample (2000), BENCH_STARTUP_RUNS (10),
- * BENCH_ENGINES (all), BENCH_OUT (docs: bench.json and bench.svg are written there).
+ * Env: BENCH_ROUNDS (3), BENCH_SECONDS per connection-rate sample (0.3, after 0.1 s of
+ * warm-up: thousands of connections, plenty for a median), BENCH_SETTLE_MS pause after
+ * each uninstall (200: the kernel frees a big ruleset or map in the background, which
+ * would slow the next sample), BENCH_LEVELS (0,1000,10000,30000,100000),
+ * BENCH_TOP_PORTS (22000), BENCH_REQUESTS per latency sample (1000), BENCH_STARTUP_RUNS (10),
+ * BENCH_ENGINES (all), BENCH_PARTS (startup,rates,latency: the parts to run),
+ * BENCH_OUT (docs: bench.json and bench.svg are written there).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -49,7 +53,7 @@ import { spawnIn } from '../sandbox/processes.js';
 import type { Sandbox, SandboxProcess } from '../sandbox/types.js';
 import { renderChart } from './chart.js';
 import { median } from './stats.js';
-import type { BenchResults, LevelResult, StartupRow } from './results.js';
+import type { BareRow, BenchResults, LevelResult, StartupRow } from './results.js';
 import { printReport } from './results.js';
 
 // ---- engines ---------------------------------------------------------------------
@@ -79,8 +83,18 @@ const ENGINES: Engine[] = (() => {
 const DIRECT = 'direct';
 const OUTBOUND_PORT = 15001;
 const RELAY_PORT = 15011;
+/**
+ * A listener that answers like the remote server, without asking for the original
+ * destination: redirected there (no exclusions), a connection costs the engine's
+ * redirect alone, not the test proxy's SO_ORIGINAL_DST lookup as well.
+ */
+const BARE_PORT = 15031;
 
 // ---- settings --------------------------------------------------------------------
+
+/** The parts of the bench, in the order they run (BENCH_PARTS picks some, e.g. while tuning one). */
+const PARTS = ['startup', 'rates', 'latency'] as const;
+type Part = (typeof PARTS)[number];
 
 function envNumber(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -91,17 +105,23 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 
 const settings = {
   rounds: envNumber('BENCH_ROUNDS', 3, 1, 20),
-  seconds: envNumber('BENCH_SECONDS', 1, 0.2, 60),
-  settleMs: envNumber('BENCH_SETTLE_MS', 500, 0, 60_000),
+  seconds: envNumber('BENCH_SECONDS', 0.3, 0.1, 60),
+  settleMs: envNumber('BENCH_SETTLE_MS', 200, 0, 60_000),
   levels: (process.env.BENCH_LEVELS ?? '0,1000,10000,30000,100000').split(',').map((x) => {
     const n = Number(x);
     if (!Number.isInteger(n) || n < 0 || n > 1_000_000) throw new Error(`BENCH_LEVELS: ${x} is not a count 0-1000000`);
     return n;
   }),
   topPorts: envNumber('BENCH_TOP_PORTS', 22_000, 0, 22_000),
-  requests: envNumber('BENCH_REQUESTS', 2000, 10, 1_000_000),
+  requests: envNumber('BENCH_REQUESTS', 1000, 10, 1_000_000),
   startupRuns: envNumber('BENCH_STARTUP_RUNS', 10, 1, 500),
   out: resolve(process.env.BENCH_OUT ?? join(distDir, '..', 'docs')),
+  parts: (() => {
+    const parts = (process.env.BENCH_PARTS || PARTS.join(',')).split(',');
+    const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+    if (unknown.length) throw new Error(`BENCH_PARTS: unknown ${unknown.join(', ')} (expected some of ${PARTS.join(',')})`);
+    return parts as Part[];
+  })(),
 };
 
 // ---- processes in the sandbox ----------------------------------------------------
@@ -228,7 +248,7 @@ async function startup(sb: Sandbox, launcher: Launcher): Promise<StartupRow[]> {
   return rows;
 }
 
-async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelResult[]> {
+async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<{ levels: LevelResult[]; bare: BareRow[] }> {
   const remote = sb.v4(CLIENT_HOSTS.remote);
   const levels = settings.levels.map((cidrs, i) => {
     const ports = i === settings.levels.length - 1 ? settings.topPorts : 0;
@@ -238,12 +258,25 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelRe
   type Sample = { cps: number; ratio?: number; installMs?: number; uninstallMs?: number };
   const samples = new Map<string, Sample[]>(); // `${level}/${path}`
   const sample = async (): Promise<{ cps: number; via: string }> => {
-    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.2', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
+    const r = await runClient(sb, 'connect-loop.js', ['--host', remote, '--port', String(REMOTE_PORTS.plain), '--count', '1000000', '--warmup', '0.1', '--seconds', String(settings.seconds)], settings.seconds * 1000 + 30_000);
     if (Number(r.failed) > 0) throw new Error(`connect-loop: ${String(r.failed)} connections failed`);
     // The rate at the median connection time: a few connections stalled by other
     // processes' bursts on a shared machine move the mean (and conn/s) far more than
     // any engine does; the median stays put.
     return { cps: Math.round(1e6 / Math.max(1, Number(r.p50Us))), via: String(r.via) };
+  };
+  const bare = new Map<string, Array<{ cps: number; ratio: number }>>();
+  const bareSample = async (engine: Engine): Promise<number> => {
+    await launcher.must(`install ${engine.name} (bare listener)`, [node, bundle, 'install', 'transparent-proxy', ...baseFlags(BARE_PORT), ...engine.install(sb)]);
+    let s: { cps: number; via: string };
+    try {
+      s = await sample();
+    } finally {
+      await launcher.must(`uninstall ${engine.name}`, [node, bundle, 'uninstall', 'transparent-proxy', ...engine.uninstall(sb)]);
+      await sleep(settings.settleMs);
+    }
+    if (s.via !== 'bare') throw new Error(`${engine.name} (bare listener): answered by ${s.via}, expected the bare listener`);
+    return s.cps;
   };
   const measureDirect = async (): Promise<number> => {
     const s = await sample();
@@ -273,16 +306,28 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelRe
         directs.push(await measureDirect());
         const around = (directs.at(-2)! + directs.at(-1)!) / 2;
         got.set(engine.name, { cps: s.cps, ratio: s.cps / around, installMs, uninstallMs });
+        if (li === 0) {
+          // The same engine redirecting to the bare listener, between the same two direct samples' neighbours.
+          const b = await bareSample(engine);
+          directs.push(await measureDirect());
+          const aroundBare = (directs.at(-2)! + directs.at(-1)!) / 2;
+          bare.set(engine.name, [...(bare.get(engine.name) ?? []), { cps: b, ratio: b / aroundBare }]);
+        }
       }
       got.set(DIRECT, { cps: median(directs), ratio: 1 });
       for (const [path, x] of got) samples.set(`${li}/${path}`, [...(samples.get(`${li}/${path}`) ?? []), x]);
       process.stdout.write(
         `round ${round + 1}/${settings.rounds}, ${level.label} exclusions: direct ${directs.join('/')}/s, ` +
-          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}\n`,
+          `${[...got].filter(([p]) => p !== DIRECT).map(([p, x]) => `${p} ${x.cps}/s (${x.ratio!.toFixed(2)})`).join(', ')}` +
+          `${li === 0 ? `; to the bare listener: ${[...bare].map(([p, xs]) => `${p} ${xs.at(-1)!.cps}/s (${xs.at(-1)!.ratio.toFixed(2)})`).join(', ')}` : ''}\n`,
       );
     }
   }
-  return levels.map((level, li) => ({
+  const bareRows: BareRow[] = ENGINES.map((e) => {
+    const xs = bare.get(e.name) ?? [];
+    return { engine: e.name, connPerSec: median(xs.map((x) => x.cps)), ratio: median(xs.map((x) => x.ratio)) };
+  });
+  const levelRows = levels.map((level, li) => ({
     label: level.label,
     cidrs: level.cidrs,
     ports: level.ports,
@@ -297,6 +342,7 @@ async function connectionRates(sb: Sandbox, launcher: Launcher): Promise<LevelRe
       }),
     ),
   }));
+  return { levels: levelRows, bare: bareRows };
 }
 
 async function latency(sb: Sandbox, launcher: Launcher, relay: SandboxProcess): Promise<BenchResults['latency']> {
@@ -344,22 +390,22 @@ async function main(): Promise<void> {
   try {
     await startCast(sb);
     const relay = spawnIn(sb, 'mesh', { uid: PROXY_UID, inCgroup: true, argv: [node, join(distDir, 'bench', 'relay-proxy.js'), '--port', String(RELAY_PORT)] });
-    await relay.waitForLine((l) => l.includes('"ready"'), 10_000);
+    const bareListener = spawnIn(sb, 'mesh', { uid: PROXY_UID, inCgroup: true, argv: [node, join(distDir, 'sandbox', 'app.js'), '--via', 'bare', '--tcp', String(BARE_PORT)] });
+    await Promise.all([relay, bareListener].map((p) => p.waitForLine((l) => l.includes('"ready"'), 10_000)));
     launcher = await Launcher.start(sb);
     // Warm the servers (JIT, socket buffers) before anything is measured.
     await runClient(sb, 'connect-loop.js', ['--host', sb.v4(CLIENT_HOSTS.remote), '--port', String(REMOTE_PORTS.plain), '--count', '300'], 30_000);
-    process.stdout.write('start-up…\n');
-    const startupRows = await startup(sb, launcher);
-    process.stdout.write('connection rate by exclusions…\n');
-    const levels = await connectionRates(sb, launcher);
-    process.stdout.write('request/response latency…\n');
-    const lat = await latency(sb, launcher, relay);
+    const want = (part: Part, what: string): boolean => settings.parts.includes(part) && (process.stdout.write(`${what}…\n`), true);
+    const startupRows = want('startup', 'start-up') ? await startup(sb, launcher) : [];
+    const rates = want('rates', 'connection rate by exclusions') ? await connectionRates(sb, launcher) : { levels: [], bare: [] };
+    const lat = want('latency', 'request/response latency') ? await latency(sb, launcher, relay) : [];
     results = {
       measuredAt: started.toISOString(),
       durationS: Math.round((Date.now() - started.getTime()) / 1000),
       settings: { ...settings, out: undefined, engines: ENGINES.map((e) => e.name) },
       startup: startupRows,
-      levels,
+      levels: rates.levels,
+      bare: rates.bare,
       latency: lat,
     };
   } finally {

@@ -93,7 +93,7 @@ export async function installResolved(cfg: TransparentProxyConfig, log: Logger =
   const engine = engineOf(cfg);
   requireCapabilities('install transparent-proxy', engine === 'ebpf' ? ['NET_ADMIN', ['BPF', 'SYS_ADMIN']] : ['NET_ADMIN']);
   // The engines load here, not at import: a dry run (and --help) never pays for
-  // libbpf, koffi or execa.
+  // libbpf or koffi.
   const [{ hasEbpfInstall, installEbpf }, { backendHoldingTpctl, installIptables }, { hasNftablesInstall, installNftables }] = await Promise.all([
     import('../ebpf/index.js'),
     import('../iptables/index.js'),
@@ -103,14 +103,13 @@ export async function installResolved(cfg: TransparentProxyConfig, log: Logger =
     if (engine !== 'ebpf' && hasEbpfInstall(cfg.ebpf.bpffsPath)) {
       throw engineConflict(`an eBPF transparent proxy is installed (state in ${cfg.ebpf.bpffsPath})`);
     }
-    if (engine !== 'iptables') {
-      const backend = await backendHoldingTpctl();
-      if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
-    }
-    if (engine !== 'nftables') {
-      const tables = await hasNftablesInstall();
-      if (tables.length > 0) throw engineConflict(`tpctl's nftables table is installed (${tables.map((f) => `${f} tpctl`).join(', ')})`);
-    }
+    // Both checks at once: their tools' run times overlap instead of adding up.
+    const [backend, tables] = await Promise.all([
+      engine !== 'iptables' ? backendHoldingTpctl() : undefined,
+      engine !== 'nftables' ? hasNftablesInstall() : [],
+    ]);
+    if (backend) throw engineConflict(`tpctl's iptables rules are installed (iptables-${backend})`);
+    if (tables.length > 0) throw engineConflict(`tpctl's nftables table is installed (${tables.map((f) => `${f} tpctl`).join(', ')})`);
     if (engine === 'ebpf') return installEbpf(cfg, log, { steps });
     if (engine === 'nftables') return installNftables(cfg, log, { steps });
     return installIptables(cfg, log, { steps });

@@ -11,6 +11,12 @@ export interface PasswdEntry {
 
 export interface UserLookup {
   byUid(uid: number): PasswdEntry | undefined;
+  /**
+   * The name of a uid from the passwd file alone: a bare `--kuma-dp-user UID` needs no
+   * passwd entry, the name only labels it, and asking NSS would start getent on every
+   * install (a process; README: Start-up).
+   */
+  localName(uid: number): string | undefined;
   byName(name: string): PasswdEntry | undefined;
 }
 

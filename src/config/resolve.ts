@@ -60,8 +60,8 @@ function resolveUser(spec: { uid: number } | { name: string } | undefined, label
   }
   if ('uid' in spec) {
     // A bare uid needs no passwd entry: containers often run the proxy under an unnamed uid.
-    const entry = users.byUid(spec.uid);
-    return entry ? { uid: spec.uid, name: entry.name } : { uid: spec.uid };
+    const name = users.localName(spec.uid);
+    return name !== undefined ? { uid: spec.uid, name } : { uid: spec.uid };
   }
   const entry = users.byName(spec.name);
   if (!entry) throw new ConfigError(`${label}: no user "${spec.name}" on this host`, { hint: 'create it or pass a uid' });

@@ -5,6 +5,7 @@
  * describe the wrong namespace.
  */
 import { CommandError } from '../errors.js';
+import { runTool, succeeded } from './run-tool.js';
 
 export interface InterfaceAddress {
   family: 'ipv4' | 'ipv6';
@@ -55,11 +56,9 @@ export function parseIpAddrJson(text: string): NetInterface[] {
 }
 
 export async function listInterfaces(): Promise<NetInterface[]> {
-  // execa (~50 ms to load) only when a command really runs, not for --version or --dry-run.
-  const { execa } = await import('execa');
-  const r = await execa('ip', ['-j', 'addr', 'show'], { reject: false });
-  if (r.exitCode !== 0) throw new CommandError('ip -j addr show', String(r.stderr || r.stdout));
-  return parseIpAddrJson(String(r.stdout) || '[]');
+  const r = await runTool('ip', ['-j', 'addr', 'show'], { timeoutMs: 30_000 });
+  if (!succeeded(r)) throw new CommandError('ip -j addr show', r.stderr || r.stdout || r.failure || `exit code ${r.exitCode}`);
+  return parseIpAddrJson(r.stdout.trim() || '[]');
 }
 
 /** Up means administratively up and not reported down by the driver (UNKNOWN counts as up: loopback, tun). */

@@ -48,10 +48,14 @@ export class SyscallError extends Error {
   }
 }
 
-/** getsockopt(fd, level, optname) into a buffer of `size` bytes; returns the bytes written. */
-export function getsockoptBytes(fd: number, level: number, optname: number, size: number): Buffer {
-  const optval = Buffer.alloc(size);
-  const optlen = Buffer.alloc(4);
+/**
+ * getsockopt(fd, level, optname) into a buffer of `size` bytes; returns the bytes
+ * written. `into`: buffers to reuse (the result is then a view of `into.optval`,
+ * valid until the next call with it).
+ */
+export function getsockoptBytes(fd: number, level: number, optname: number, size: number, into?: { optval: Buffer; optlen: Buffer }): Buffer {
+  const optval = into?.optval ?? Buffer.alloc(size);
+  const optlen = into?.optlen ?? Buffer.alloc(4);
   optlen.writeUInt32LE(size, 0);
   const rc = getsockoptBinding()(fd, level, optname, optval, optlen);
   if (rc !== 0) throw new SyscallError(`getsockopt(${level}, ${optname})`, koffi.errno());
@@ -76,6 +80,8 @@ export function parseSockaddr(buf: Buffer): SocketAddress {
   throw new Error(`sockaddr: unexpected family ${family} in ${buf.length} bytes`);
 }
 
+const origDstScratch = { optval: Buffer.alloc(SOCKADDR_STORAGE_SIZE), optlen: Buffer.alloc(4) };
+
 /**
  * The destination a connection had before it was redirected, as SO_ORIGINAL_DST
  * reports it. `socketAddress` is the socket's local address: it tells which
@@ -83,7 +89,8 @@ export function parseSockaddr(buf: Buffer): SocketAddress {
  */
 export function originalDestination(fd: number, socketAddress: string): SocketAddress {
   const level = isIPv4(socketAddress) || socketAddress.startsWith('::ffff:') ? SOL_IP : SOL_IPV6;
-  return parseSockaddr(getsockoptBytes(fd, level, SO_ORIGINAL_DST, SOCKADDR_STORAGE_SIZE));
+  // A proxy asks once per connection: the buffers are reused (parseSockaddr copies out).
+  return parseSockaddr(getsockoptBytes(fd, level, SO_ORIGINAL_DST, SOCKADDR_STORAGE_SIZE, origDstScratch));
 }
 
 const LOCK_EX = 2;

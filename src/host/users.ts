@@ -24,6 +24,7 @@ export function parsePasswd(text: string): PasswdEntry[] {
 export function staticUserLookup(entries: PasswdEntry[]): UserLookup {
   return {
     byUid: (uid) => entries.find((e) => e.uid === uid),
+    localName: (uid) => entries.find((e) => e.uid === uid)?.name,
     byName: (name) => entries.find((e) => e.name === name),
   };
 }
@@ -54,6 +55,7 @@ export function systemUserLookup(passwdPath = '/etc/passwd'): UserLookup {
   };
   return {
     byUid: (uid) => fromFile().byUid(uid) ?? getent(String(uid)),
+    localName: (uid) => fromFile().localName(uid),
     byName: (name) => fromFile().byName(name) ?? (/^\d+$/.test(name) ? undefined : getent(name)),
   };
 }

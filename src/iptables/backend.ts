@@ -8,6 +8,7 @@ import { DEFAULTS } from '../config/defaults.js';
 import type { IpFamily, IptablesBackend, Logger, RetryConfig } from '../config/types.js';
 import { CommandError, PreflightError } from '../errors.js';
 import { findExecutable } from '../host/executables.js';
+import { runTool, succeeded } from '../host/run-tool.js';
 import { CHAIN_PREFIX } from './model.js';
 
 export type Backend = 'nft' | 'legacy';
@@ -52,11 +53,9 @@ export interface RunResult {
 
 /** Runs a tool; a non-zero exit becomes a CommandError carrying its stderr. */
 export async function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
-  // execa (~50 ms to load) only when a command really runs, not for --version or --dry-run.
-  const { execa } = await import('execa');
-  const r = await execa(cmd, args, { reject: false, input: input ?? '', stripFinalNewline: false });
-  if (r.failed) {
-    const detail = r.stderr || r.stdout || (r.exitCode === undefined ? String(r.message) : `exit code ${r.exitCode}`);
+  const r = await runTool(cmd, args, { input });
+  if (!succeeded(r)) {
+    const detail = r.stderr || r.stdout || r.failure || `exit code ${r.exitCode}`;
     throw new CommandError([cmd.split('/').pop(), ...args].join(' '), detail);
   }
   return { stdout: r.stdout, stderr: r.stderr };
@@ -126,12 +125,27 @@ interface BackendSurvey {
   saves: Snapshots;
 }
 
+/**
+ * The legacy tables this network namespace has, from the file iptables-legacy-save
+ * itself reads to find them: when it exists and is empty, the save would print
+ * nothing, so it is not run (two processes fewer in every install on an nft host;
+ * README: Start-up). Undefined when unreadable (module not loaded): run the save.
+ */
+export function legacyTableNames(family: IpFamily, procNet = '/proc/net'): string[] | undefined {
+  try {
+    return readFileSync(`${procNet}/${family === 'ipv4' ? 'ip' : 'ip6'}_tables_names`, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return undefined;
+  }
+}
+
 async function survey(backend: Backend): Promise<BackendSurvey> {
   const result: BackendSurvey = { backend, rules: 0, holdsTpctl: false, saves: {} };
   const families = ['ipv4', 'ipv6'] as const;
   const texts = await Promise.all(
     families.map(async (family) => {
       const cmd = findExecutable(toolName(backend, family, 'save'));
+      if (cmd && backend === 'legacy' && legacyTableNames(family)?.length === 0) return '';
       // A backend whose save is missing or fails holds nothing we could build on.
       return cmd ? run(cmd, []).then((r) => r.stdout, () => undefined) : undefined;
     }),

@@ -17,8 +17,9 @@ import { engineOf, type Logger, type TransparentProxyConfig } from '../config/ty
 import { CommandError, EngineError } from '../errors.js';
 import { hostPath, hostRoot } from '../host/root.js';
 import { shippedFile } from '../host/package-file.js';
+import { runTool, succeeded } from '../host/run-tool.js';
 
-// yaml and execa load when a unit is written or enabled, not with every command (README: Start-up).
+// yaml loads when a unit is written, not with every command (README: Start-up).
 const stringify = (v: unknown): string => (createRequire(import.meta.url)('yaml') as typeof import('yaml')).stringify(v);
 
 export const UNIT_NAME = 'tpctl-transparent-proxy.service';
@@ -74,9 +75,8 @@ export function renderUnit(cfg: TransparentProxyConfig, configPath: string, node
 async function systemctl(verb: 'enable' | 'disable', env: NodeJS.ProcessEnv): Promise<void> {
   const root = hostRoot(env);
   const args = [...(root === '/' ? [] : [`--root=${root}`]), verb, UNIT_NAME];
-  const { execa } = await import('execa');
-  const r = await execa('systemctl', args, { reject: false, timeout: 30_000 });
-  if (r.failed) throw new CommandError(`systemctl ${args.join(' ')}`, String(r.stderr || r.stdout || r.message).trim());
+  const r = await runTool('systemctl', args, { timeoutMs: 30_000 });
+  if (!succeeded(r)) throw new CommandError(`systemctl ${args.join(' ')}`, (r.stderr || r.stdout || r.failure || `exit code ${r.exitCode}`).trim());
 }
 
 function writeRootOnly(path: string, text: string, mode: number): void {

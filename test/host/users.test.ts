@@ -22,4 +22,10 @@ describe('passwd lookup', () => {
     expect(systemUserLookup().byUid(0)?.name).toBe('root');
     expect(systemUserLookup('/nonexistent/passwd').byName('root')?.uid).toBe(0); // via getent
   });
+
+  it('names a bare uid from the passwd file alone (no getent)', () => {
+    expect(systemUserLookup().localName(0)).toBe('root');
+    expect(systemUserLookup('/nonexistent/passwd').localName(0)).toBeUndefined();
+    expect(systemUserLookup('/nonexistent/passwd').byUid(0)?.name).toBe('root'); // the default user still asks NSS
+  });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/config/types.js';
 import { CommandError } from '../../src/errors.js';
-import { findExecutable, Tables } from '../../src/iptables/backend.js';
+import { findExecutable, legacyTableNames, Tables } from '../../src/iptables/backend.js';
 
 // A fake iptables-nft-restore that reports a busy xtables lock a given number of
 // times; it shadows the real one on PATH, so nothing reaches the kernel.
@@ -62,5 +62,21 @@ cat > "${dir}/stdin"
     chmodSync(tool, 0o755);
     await new Tables('legacy', 'ipv6', { ...retry, waitInterval: 1000 }, silentLogger).restore('x', { test: true });
     expect(readFileSync(join(dir, 'args'), 'utf8').trim()).toBe('--noflush --test --wait 3 --wait-interval 1000');
+  });
+});
+
+describe('legacyTableNames (skipping an iptables-legacy-save that would print nothing)', () => {
+  it('reads the tables from ip_tables_names / ip6_tables_names; undefined when unreadable', () => {
+    const dir = mkdtempSync(join(tmpdir(), `tpt-ipt-proc-${process.pid}-`));
+    try {
+      writeFileSync(join(dir, 'ip_tables_names'), 'nat\nfilter\n');
+      writeFileSync(join(dir, 'ip6_tables_names'), '');
+      expect(legacyTableNames('ipv4', dir)).toEqual(['nat', 'filter']);
+      expect(legacyTableNames('ipv6', dir)).toEqual([]);
+      rmSync(join(dir, 'ip6_tables_names'));
+      expect(legacyTableNames('ipv6', dir)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
