@@ -7,6 +7,7 @@
  * chain, and uninstall has one rule per built-in chain to find.
  */
 import type { Cidr, IpFamily, PortRange, TransparentProxyConfig, UidRange } from '../config/types.js';
+import { dnsEnabledFor } from '../config/dns.js';
 import { ConfigError } from '../errors.js';
 import {
   CHAIN_PREFIX,
@@ -58,12 +59,6 @@ function ofFamily(cidrs: Cidr[], family: IpFamily): string[] {
 export function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): string[] {
   const prefix = ADDRESSES[family].hostPrefix;
   return cfg.dns.servers[family].map((s) => `${s}/${prefix}`);
-}
-
-/** DNS is redirected for a family when every :53 is captured or resolv.conf lists a server of that family. */
-export function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
-  if (cfg.dns.mode === 'all') return true;
-  return cfg.dns.mode === 'resolvconf' && cfg.dns.servers[family].length > 0;
 }
 
 /** UDP DNS queries to the DNS listener: every :53, or only to resolv.conf's servers of `family`. */

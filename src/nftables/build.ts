@@ -12,7 +12,8 @@
  */
 import type { Cidr, IpFamily, PortRange, TransparentProxyConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
-import { ADDRESSES, dnsEnabledFor, dnsServersFor, proxyUidRange } from '../iptables/build.js';
+import { dnsEnabledFor } from '../config/dns.js';
+import { ADDRESSES, dnsServersFor, proxyUidRange } from '../iptables/build.js';
 import type { Match, NftChain, NftRule, NftRuleset, NftSet, Statement } from './model.js';
 
 export const CHAINS = {

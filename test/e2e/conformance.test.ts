@@ -1,7 +1,7 @@
 /**
  * The conformance suite: every row of ARCHITECTURE.md's behaviour table, for IPv4
  * and IPv6, against real traffic in a sandbox, once per engine — through the real
- * CLI run inside the sandbox's mesh host. Also --redirect-all-dns-traffic,
+ * CLI run inside the sandbox's mesh host. Also --redirect-all-dns-traffic, --redirect-dns=false,
  * --ip-family-mode ipv4 and --redirect-inbound=false, and the lifecycle promises:
  * --dry-run changes nothing, a failed install (TPCTL_FAIL_AT) changes nothing, a
  * second install changes nothing, a reinstall keeps open connections, uninstall
@@ -14,9 +14,10 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
   addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
-  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, selectEngines, uninstallFlags,
-  type EngineName, type Family, type HeldConnection,
+  ip, isKernelTooOld, loopback, meshIp, probeDns, probeTcp, probeUdp, runCli, selectEngines, uninstallFlags,
+  type DnsProbeResult, type EngineName, type Family, type HeldConnection, type ProbeFrom,
 } from '../../src/sandbox/harness.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 import { expectDirect, expectProxied, useSandbox } from './suite.js';
 
@@ -32,6 +33,22 @@ const app = { host: 'mesh' as const, uid: APP_UID };
 const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
 const proxyUser = { host: 'mesh' as const, uid: PROXY_UID };
 const client = { host: 'client' as const };
+
+/** A real DNS query over TCP went straight to `server`:53 and was answered there. */
+function expectTcpDnsUntouched(r: DnsProbeResult, server: string, source: string): void {
+  expect(r, JSON.stringify(r)).toMatchObject({ answer: 'dns', reply: { via: 'remote-dns', local: hostPort(server, 53) }, peername: hostPort(server, 53) });
+  expect(ipOf(r.reply.peer ?? ''), `server saw peer ${r.reply.peer}`).toBe(source);
+}
+
+/** A real DNS query over UDP to `server`:53, answered by the DNS listener (`proxy`) or the server itself. */
+async function expectUdpDns(sb: Sandbox, from: ProbeFrom, server: string, f: Family, lands: 'proxy' | 'server'): Promise<void> {
+  for (const connected of [true, false]) {
+    const r = await probeDns(sb, from, server, 'udp', connected);
+    const local = lands === 'proxy' ? hostPort(loopback(f), PORTS.dns) : hostPort(server, 53);
+    expect(r, JSON.stringify(r)).toMatchObject({ answer: 'dns', reply: { via: lands === 'proxy' ? 'proxy-dns' : 'remote-dns', local }, from: hostPort(server, 53) });
+    if (connected) expect(r.peername).toBe(hostPort(server, 53));
+  }
+}
 
 /** Envoy's inbound passthrough cluster binds this source (Kuma's iptables rules let it through). */
 const passthroughSource = (f: Family): string => (f === 4 ? '127.0.0.6' : '::6');
@@ -205,11 +222,30 @@ for (const { engine, short, failAt } of ENGINES) {
             expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote(), 53) });
           }
         });
+
+        // Kuma since kumahq/kuma#14557 and #15401: DNS over TCP goes to the server itself.
+        it(`IPv${f}: a DNS query over TCP to the resolv.conf server is answered by the server (not the DNS or outbound listener); over UDP by the DNS listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, app, remote(), f, 'proxy');
+        });
+
+        it(`IPv${f}: a DNS query over TCP to a server not in resolv.conf is answered by that server`, async (t) => {
+          s.skipIfTooOld(t);
+          const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: the proxy's own DNS queries over TCP and UDP are answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, proxyUser, remote(), f, 'server');
+        });
       }
     });
 
     describe('--redirect-all-dns-traffic', () => {
-      const s = useSandbox(`tpe2e-${short}-d-${process.pid}`, engine, (sb) => conformanceFlags(sb, { allDns: true }));
+      const s = useSandbox(`tpe2e-${short}-d-${process.pid}`, engine, (sb) => conformanceFlags(sb, { dns: 'all' }));
 
       for (const f of FAMILIES) {
         for (const connected of [true, false]) {
@@ -231,6 +267,41 @@ for (const { engine, short, failAt } of ENGINES) {
             const r = await probeUdp(s.sb, proxyUser, unlisted, 53, connected);
             expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(unlisted, 53) });
           }
+        });
+
+        it(`IPv${f}: a DNS query over TCP is answered by the server it was sent to, from the app and from the proxy; over UDP by the DNS listener`, async (t) => {
+          s.skipIfTooOld(t);
+          const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+          await expectUdpDns(s.sb, app, unlisted, f, 'proxy');
+        });
+      }
+    });
+
+    describe('--redirect-dns=false', () => {
+      const s = useSandbox(`tpe2e-${short}-n-${process.pid}`, engine, (sb) => conformanceFlags(sb, { dns: 'off' }));
+
+      for (const f of FAMILIES) {
+        const remote = (): string => ip(s.sb, f, CLIENT_HOSTS.remote);
+
+        it(`IPv${f}: an app's DNS query over TCP is ordinary TCP: it lands on the outbound listener with SO_ORIGINAL_DST = server:53`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeDns(s.sb, app, remote(), 'tcp');
+          expect(r.answer, JSON.stringify(r)).toBe('greeting');
+          expectProxied(r, 'outbound', hostPort(remote(), 53), meshIp(s.sb, f));
+          expect(r.peername).toBe(hostPort(remote(), 53));
+        });
+
+        it(`IPv${f}: an app's DNS query over UDP is answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          await expectUdpDns(s.sb, app, remote(), f, 'server');
+        });
+
+        it(`IPv${f}: the proxy's own DNS queries over TCP and UDP are answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, proxyUser, remote(), f, 'server');
         });
       }
     });

@@ -62,12 +62,12 @@ export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: 
   };
 }
 
-export function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
+export function expectProxied(r: Pick<TcpProbeResult, 'reply'>, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener, origDst });
   expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
 }
 
-export function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
+export function expectDirect(r: Pick<TcpProbeResult, 'reply'>, via: 'remote' | 'app', local: string): void {
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
 }
 
