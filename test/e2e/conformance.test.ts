@@ -230,6 +230,13 @@ for (const { engine, short, failAt } of ENGINES) {
           await expectUdpDns(s.sb, app, remote(), f, 'proxy');
         });
 
+        it(`IPv${f}: proxy → its own instance ip:53 over TCP lands on the inbound listener like any other port (Kuma #16138 dropped the port-53 exception)`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), 53);
+          expectProxied(r, 'inbound', hostPort(meshIp(s.sb, f), 53), meshIp(s.sb, f));
+          expect(r.reply.local).toBe(hostPort(loopback(f), PORTS.inbound));
+        });
+
         it(`IPv${f}: a DNS query over TCP to a server not in resolv.conf is answered by that server`, async (t) => {
           s.skipIfTooOld(t);
           const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
