@@ -29,6 +29,76 @@ const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = 
 ]);
 const FAMILIES: Family[] = [4, 6];
 
+/**
+ * What the CLI prints in the lifecycle tests, per engine. Every line is fixed except
+ * nft's own error text (line numbers, carets), which is matched as one anchored line.
+ */
+function lifecycleOutput(engine: EngineName, sb: Sandbox) {
+  const backend = engine === 'iptables-nft' ? 'nft' : 'legacy';
+  const done = 'transparent proxy already installed with these settings; nothing changed';
+  const programs = ['connect', 'sendmsg', 'recvmsg', 'getpeername'].flatMap((p) => [`tp_${p}4`, `tp_${p}6`]).concat('tp_sockops', 'tp_getsockopt', 'tp_setsockopt', 'tp_egress', 'tp_sk_lookup');
+  switch (engine) {
+    case 'ebpf':
+      return {
+        failedInstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); nothing was left behind\n`,
+        failedReinstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); the previous settings were kept\n`,
+        dryRunLine: `attach tp_connect4 (cgroup/connect4) to cgroup ${sb.cgroupPath} with a pinned bpf_link`,
+        noop: ['eBPF transparent proxy already installed with these settings', done],
+        uninstallDryRun: [
+          `would detach ${programs.join(', ')} from cgroup ${sb.cgroupPath}`,
+          `would remove the tc filter from ${sb.iface.mesh} ingress and its clsact qdisc`,
+          `would remove the pins in ${sb.bpffsPath}`,
+          'nftables: no tpctl table found, nothing to remove',
+          'iptables: no tpctl rules found, nothing to remove',
+        ],
+        uninstall: [
+          `detached ${programs.length} programs from cgroup ${sb.cgroupPath}`,
+          `removed tc filter and its clsact qdisc from ${sb.iface.mesh}`,
+          `removed pins from ${sb.bpffsPath}`,
+          'nftables: no tpctl table found, nothing to remove',
+          'iptables: no tpctl rules found, nothing to remove',
+          'transparent proxy removed',
+        ],
+      };
+    case 'nftables': {
+      const failed = /^error: install failed: nft -f -: .*tpctl_fault_injected_nft_transaction.*; nothing was changed \(nft applies the whole script or none of it\)\n$/;
+      return {
+        failedInstall: (): string | RegExp => failed,
+        failedReinstall: (): string | RegExp => failed,
+        dryRunLine: 'table inet tpctl {',
+        noop: ['nftables (inet tpctl): already installed, nothing changed', done],
+        uninstallDryRun: ['nftables: would remove inet tpctl', 'delete table inet tpctl', 'iptables: no tpctl rules found, nothing to remove'],
+        uninstall: ['nftables: removed inet tpctl', 'iptables: no tpctl rules found, nothing to remove', 'transparent proxy removed'],
+      };
+    }
+    default: {
+      const restored = (step: string): string => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); the host was restored to its previous rules\n`;
+      return {
+        failedInstall: restored,
+        failedReinstall: restored,
+        dryRunLine: '--append TPCTL_OUTPUT --protocol tcp --match comment --comment "tpctl/output: tcp to outbound" --jump TPCTL_OUTBOUND',
+        noop: [`iptables (${backend}) ipv4: already installed, nothing changed`, `iptables (${backend}) ipv6: already installed, nothing changed`, done],
+        uninstallDryRun: [
+          'nftables: no tpctl table found, nothing to remove',
+          `iptables (${backend}) ipv4: would remove 8 chains and their jump rules`,
+        ],
+        uninstall: [
+          'nftables: no tpctl table found, nothing to remove',
+          `iptables (${backend}) ipv4: removed 8 chains and their jump rules`,
+          `iptables (${backend}) ipv6: removed 8 chains and their jump rules`,
+          'transparent proxy removed',
+        ],
+      };
+    }
+  }
+}
+
+/** One line of stderr: equal to `want`, or matching it when it is a pattern. */
+function expectLine(text: string, want: string | RegExp): void {
+  if (typeof want === 'string') expect(text).toBe(want);
+  else expect(text).toMatch(want);
+}
+
 const app = { host: 'mesh' as const, uid: APP_UID };
 const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
 const proxyUser = { host: 'mesh' as const, uid: PROXY_UID };
@@ -383,11 +453,11 @@ for (const { engine, short, failAt } of ENGINES) {
         if (installed && s.sb) await uninstall().catch(() => undefined);
       });
 
-      it('install --dry-run prints the plan and changes nothing', async (t) => {
+      it('install --dry-run prints the plan (the engine\'s rules or attachments) and changes nothing', async (t) => {
         const r = await runCli(s.sb, ['install', 'transparent-proxy', '--dry-run', ...conformanceFlags(s.sb), ...engineFlags(engine, s.sb)]);
         if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
         expect(r.exitCode, describeCli(r)).toBe(0);
-        expect(r.stdout.trim().length).toBeGreaterThan(0);
+        expect(r.stdout.split('\n'), r.stdout).toContain(lifecycleOutput(engine, s.sb).dryRunLine);
         expect(await engineState(engine, s.sb)).toBe(before);
       });
 
@@ -399,7 +469,8 @@ for (const { engine, short, failAt } of ENGINES) {
             skipIfTooOld(t);
           }
           expect(r.exitCode, describeCli(r)).not.toBe(0);
-          expect(r.stderr).toMatch(/error/i);
+          expect(r.stdout).toBe('');
+          expectLine(r.stderr, lifecycleOutput(engine, s.sb).failedInstall(step));
           expect(await engineState(engine, s.sb)).toBe(before);
         });
       }
@@ -419,11 +490,12 @@ for (const { engine, short, failAt } of ENGINES) {
         expectProxied(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'outbound', hostPort(remote, REMOTE_PORTS.plain), s.sb.ipv4.mesh);
       });
 
-      it('a second install with the same settings says nothing changed and changes nothing', async (t) => {
+      it('a second install with the same settings says exactly that nothing changed, and changes nothing', async (t) => {
         skipIfTooOld(t);
         const r = await install();
         expect(r.exitCode, describeCli(r)).toBe(0);
-        expect(`${r.stdout}\n${r.stderr}`).toMatch(/nothing (to )?change|unchanged|already installed|no changes/i);
+        expect(r.stdout).toBe(`${lifecycleOutput(engine, s.sb).noop.join('\n')}\n`);
+        expect(r.stderr).toBe('');
         expect(await engineState(engine, s.sb)).toBe(installed);
       });
 
@@ -432,6 +504,8 @@ for (const { engine, short, failAt } of ENGINES) {
           skipIfTooOld(t);
           const r = await install([REMOTE_PORTS.laterExcluded], { TPCTL_FAIL_AT: step });
           expect(r.exitCode, describeCli(r)).not.toBe(0);
+          expect(r.stdout).toBe('');
+          expectLine(r.stderr, lifecycleOutput(engine, s.sb).failedReinstall(step));
           expect(await engineState(engine, s.sb)).toBe(installed);
           const remote = s.sb.ipv4.client;
           const still = await probeTcp(s.sb, app, remote, REMOTE_PORTS.laterExcluded);
@@ -477,10 +551,12 @@ for (const { engine, short, failAt } of ENGINES) {
         }
       });
 
-      it('uninstall --dry-run changes nothing', async (t) => {
+      it('uninstall --dry-run says what it would remove and changes nothing', async (t) => {
         skipIfTooOld(t);
         const r = await runCli(s.sb, ['uninstall', 'transparent-proxy', '--dry-run', ...uninstallFlags(engine, s.sb)]);
         expect(r.exitCode, describeCli(r)).toBe(0);
+        const lines = r.stdout.split('\n');
+        for (const want of lifecycleOutput(engine, s.sb).uninstallDryRun) expect(lines, r.stdout).toContain(want);
         expect(await engineState(engine, s.sb)).toBe(installed);
       });
 
@@ -488,6 +564,7 @@ for (const { engine, short, failAt } of ENGINES) {
         skipIfTooOld(t);
         const r = await uninstall();
         expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(r.stdout).toBe(`${lifecycleOutput(engine, s.sb).uninstall.join('\n')}\n`);
         if (engine === 'ebpf') {
           const state = await ebpfState(s.sb);
           expect(state.cgroupPrograms).not.toMatch(/tp_/);
