@@ -71,3 +71,11 @@ export function expectDirect(r: Pick<TcpProbeResult, 'reply'>, via: 'remote' | '
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
 }
 
+/** What `install` prints, line by line, when the engine already holds these exact settings. */
+export function noopInstallLines(engine: EngineName): string[] {
+  const done = 'transparent proxy already installed with these settings; nothing changed';
+  if (engine === 'ebpf') return ['eBPF transparent proxy already installed with these settings', done];
+  if (engine === 'nftables') return ['nftables (inet tpctl): already installed, nothing changed', done];
+  const backend = engine === 'iptables-nft' ? 'nft' : 'legacy';
+  return [`iptables (${backend}) ipv4: already installed, nothing changed`, `iptables (${backend}) ipv6: already installed, nothing changed`, done];
+}
