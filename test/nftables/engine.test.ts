@@ -79,7 +79,7 @@ describe('nftables engine', () => {
     expect(during).toContain('iifname "br*"');
     // Handles change whenever a table is re-created: equal handles mean it was left alone.
     const withHandles = await nft(['--handle', '--stateless', 'list', 'ruleset']);
-    expect(await install(everything)).toContain('nothing changed');
+    expect(await install(everything)).toBe('nftables (inet tpctl): already installed, nothing changed\ntransparent proxy already installed with these settings; nothing changed\n');
     expect(await nft(['--handle', '--stateless', 'list', 'ruleset'])).toBe(withHandles);
     await expectProxied(sb.ipv4.client, REMOTE_PORTS.plain);
     await uninstall();
