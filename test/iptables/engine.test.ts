@@ -357,13 +357,14 @@ describe('iptables engine: traffic smoke test', () => {
       });
       // Replies come back from the address the app asked (conntrack undoes the redirect).
       expect(report.dnsReplyFrom).toEqual({ '10.77.0.53': '10.77.0.53:53', 'fd00:77::53': 'fd00:77::53:53' });
-      expect(report.proxyUid['10.77.0.9:80']).not.toBe('proxy');
-      expect(report.proxyUid['fd00:77::9:80']).not.toBe('proxy');
+      // Not redirected: to the addresses where nothing answers.
+      expect(report.proxyUid['10.77.0.9:80']).toBe('timeout');
+      expect(report.proxyUid['fd00:77::9:80']).toBe('timeout');
       expect(report.proxyUid['127.0.0.1:8080']).toBe('app');
 
       await expectOk(runEngine(ns, 'uninstall', uninstallConfig()));
       const after = await probeTraffic(ns, cfg.kumaDpUser.uid, { tcp: [['10.77.0.9', 80]], udp: [] });
-      expect(after.app['10.77.0.9:80']).not.toBe('proxy');
+      expect(after.app['10.77.0.9:80']).toBe('timeout');
     });
   }
 });
