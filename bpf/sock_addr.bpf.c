@@ -5,10 +5,10 @@
  *
  *   connect4/6      TCP: remember the original destination (by socket cookie), bind the
  *                   socket to the instance IP, send it to 127.0.0.1 / ::1 :outbound_port
- *                   (:dns_port for a captured DNS server's port 53, as the iptables
- *                   engine does). The proxy's own connections to a local address go to
- *                   :inbound_port the same way (see proxy_target). UDP (connected DNS):
- *                   rewrite to :dns_port, no bind.
+ *                   (but DNS over TCP is left alone, see tcp_target). The proxy's own
+ *                   connections to a local address go to :inbound_port the same way
+ *                   (see proxy_target). UDP (connected DNS): rewrite to :dns_port, no
+ *                   bind.
  *   sendmsg4/6      unconnected UDP DNS: same rewrite to :dns_port.
  *   recvmsg4/6      a reply from the DNS listener appears to come from the original server.
  *   getpeername4/6  a redirected socket reports its original peer.
@@ -190,8 +190,8 @@ static __always_inline int proxy_local_dst(const struct tp_config *cfg,
  * outbound endpoint that is the local application, goes through the inbound listener
  * so inbound policies apply. Not when the socket is bound to the inbound passthrough
  * source (the rule before it RETURNs those: that is the proxy delivering inbound
- * traffic to the app), and not TCP to port 53 while DNS is captured (that rule has
- * `! --dport 53` then). Like Kuma's INBOUND_REDIRECT chain (a plain REDIRECT),
+ * traffic to the app). Port 53 is no exception (Kuma dropped its `! --dport 53` in
+ * kumahq/kuma#16138). Like Kuma's INBOUND_REDIRECT chain (a plain REDIRECT),
  * excluded inbound ports and sources do not apply, and a connection to the inbound
  * port itself is redirected too (to 127.0.0.1 / ::1 :inbound_port, as REDIRECT does).
  */
@@ -199,13 +199,9 @@ static __always_inline __u16 proxy_target(struct bpf_sock_addr *ctx,
 					  const struct tp_config *cfg,
 					  const struct tp_addr *dst)
 {
-	__u16 port = bpf_ntohs(dst->port);
-
 	if (!(cfg->flags & TP_F_INBOUND) || cfg->inbound_port == 0)
 		return 0;
 	if (!proxy_local_dst(cfg, dst))
-		return 0;
-	if (port == TP_DNS_PORT && cfg->dns_mode != TP_DNS_OFF && cfg->dns_port != 0)
 		return 0;
 	if (bound_to_passthrough(ctx))
 		return 0;
@@ -222,8 +218,11 @@ static __always_inline __u16 proxy_counted(__u16 target)
 /*
  * The listener port (host order) a TCP connect is sent to, or 0 to leave it alone.
  * The order mirrors the iptables engine's chains: per-uid and per-port exclusions
- * first, then the proxy's own traffic, then DNS over TCP (captured even to a loopback
- * resolver, like UDP), then loopback / instance IPs / excluded addresses.
+ * first, then the proxy's own traffic, then DNS over TCP, then loopback / instance IPs /
+ * excluded addresses. DNS over TCP from an application, while DNS redirection is on for
+ * the family, goes to any server untouched: the DNS listener answers UDP only, and the
+ * outbound listener resets what it has no route for (Kuma's OUTPUT rule
+ * `-p tcp --dport 53 -m owner ! --uid-owner <proxy> -j RETURN`, kumahq/kuma#15401).
  */
 static __always_inline __u16 tcp_target(struct bpf_sock_addr *ctx, const struct tp_config *cfg,
 					__u32 uid, const struct tp_addr *dst)
@@ -238,8 +237,8 @@ static __always_inline __u16 tcp_target(struct bpf_sock_addr *ctx, const struct 
 		return TP_COUNTED(TP_STAT_EXCL_OUT_PORT, 0);
 	if (uid == cfg->proxy_uid)
 		return proxy_counted(proxy_target(ctx, cfg, dst));
-	if (dns_captured(cfg, dst))
-		return TP_COUNTED(TP_STAT_DNS, cfg->dns_port);
+	if (port == TP_DNS_PORT && dns_on_for(cfg, dst->family))
+		return 0;
 	if (tp_is_local(dst))
 		return 0;
 	if (tp_is_instance(cfg, dst))
@@ -440,7 +439,7 @@ static __always_inline int handle_recvmsg(struct bpf_sock_addr *ctx, int is6)
 	return restore_original(ctx, is6);
 }
 
-/* TCP peers can be any listener a connect4/6 sends to: outbound, DNS, or inbound (the
+/* TCP peers can be any listener a connect4/6 sends to: outbound, or inbound (the
  * proxy's own connections to a local address). */
 static __always_inline int handle_getpeername(struct bpf_sock_addr *ctx, int is6)
 {
@@ -452,8 +451,7 @@ static __always_inline int handle_getpeername(struct bpf_sock_addr *ctx, int is6
 	port = ctx_listener_port(ctx, is6, cfg);
 	if (port == 0)
 		return TP_ALLOW;
-	if (is_tcp(ctx) && (port == cfg->outbound_port || port == cfg->dns_port ||
-			    port == cfg->inbound_port))
+	if (is_tcp(ctx) && (port == cfg->outbound_port || port == cfg->inbound_port))
 		return restore_by_local(ctx, is6);
 	if (is_udp(ctx) && port == cfg->dns_port)
 		return restore_original(ctx, is6);

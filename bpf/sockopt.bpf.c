@@ -9,7 +9,7 @@
  * otherwise a kernel answer stands and a failed one is the cue to answer. Two kinds
  * of socket:
  *   - redirected by connect4/6: accepted on the outbound listener (local port ==
- *     outbound_port, or dns_port for DNS over TCP), or on the inbound listener at a
+ *     outbound_port), or on the inbound listener at a
  *     loopback address (the proxy's own connection to a local address); its peer is
  *     the connecting socket's end, which sockops recorded in tp_flow_v1;
  *   - inbound: steered by the tc or sk_lookup program with bpf_sk_assign, so no
@@ -100,7 +100,7 @@ int tp_getsockopt(struct bpf_sockopt *ctx)
 	}
 
 	if (sk->src_port != 0 &&
-	    (sk->src_port == cfg->outbound_port || sk->src_port == cfg->dns_port ||
+	    (sk->src_port == cfg->outbound_port ||
 	     /* the proxy's own connection redirected by connect4/6 to a local address; a
 	      * tc-steered inbound socket is never here (its local address is an instance IP) */
 	     (sk->src_port == cfg->inbound_port && tp_is_local(&local)))) {

@@ -45,6 +45,8 @@ enum tp_cfg_flag {
 	TP_F_INBOUND = 1u << 0, /* capture inbound TCP (tc program) */
 	TP_F_IPV4    = 1u << 1, /* redirect IPv4 */
 	TP_F_IPV6    = 1u << 2, /* redirect IPv6 (dualstack mode) */
+	TP_F_DNS4    = 1u << 3, /* DNS redirection on for IPv4 (all, or an IPv4 server listed) */
+	TP_F_DNS6    = 1u << 4, /* DNS redirection on for IPv6 (all, or an IPv6 server listed) */
 };
 
 /* Keys of tp_listener_v1 (SOCKMAP: value = socket). */
@@ -58,7 +60,7 @@ enum tp_listener_key {
 enum tp_stat {
 	TP_STAT_OUTBOUND        = 0,  /* TCP connect sent to the outbound listener */
 	TP_STAT_INBOUND         = 1,  /* inbound SYN steered (tc or sk_lookup), or the proxy's local connect sent to the inbound listener */
-	TP_STAT_DNS             = 2,  /* DNS (UDP datagram / connect, TCP connect) sent to the DNS listener */
+	TP_STAT_DNS             = 2,  /* DNS (UDP datagram / connect) sent to the DNS listener */
 	TP_STAT_EXCL_OUT_PORT   = 3,  /* outbound TCP left alone: excluded port */
 	TP_STAT_EXCL_IN_PORT    = 4,  /* inbound SYN left alone: excluded port */
 	TP_STAT_EXCL_OUT_ADDR   = 5,  /* outbound TCP left alone: excluded destination */

@@ -159,6 +159,15 @@ static __always_inline int tp_uid_excluded(__u32 uid, __u8 proto, __u16 port_hos
 	return bpf_map_lookup_elem(&tp_uid_excl_v1, &k) != 0;
 }
 
+/* DNS redirection is on for the destination's family: every server, or at least one
+ * of that family listed (with none, Kuma turns DNS capture off for the family). */
+static __always_inline int dns_on_for(const struct tp_config *cfg, __u8 family)
+{
+	if (cfg->dns_mode == TP_DNS_OFF || cfg->dns_port == 0 || !tp_family_on(cfg, family))
+		return 0;
+	return cfg->flags & (family == TP_AF_INET ? TP_F_DNS4 : TP_F_DNS6);
+}
+
 /* Port 53 of a DNS server that is captured (every server, or one listed). */
 static __always_inline int dns_captured(const struct tp_config *cfg, const struct tp_addr *dst)
 {

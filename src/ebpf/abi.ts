@@ -12,7 +12,7 @@ export const ABI_ENUMS = {
   tp_abi: { TP_ABI_VERSION: 1 },
   tp_af: { TP_AF_INET: 2, TP_AF_INET6: 10 },
   tp_dns_mode: { TP_DNS_OFF: 0, TP_DNS_LISTED: 1, TP_DNS_ALL: 2 },
-  tp_cfg_flag: { TP_F_INBOUND: 1 << 0, TP_F_IPV4: 1 << 1, TP_F_IPV6: 1 << 2 },
+  tp_cfg_flag: { TP_F_INBOUND: 1 << 0, TP_F_IPV4: 1 << 1, TP_F_IPV6: 1 << 2, TP_F_DNS4: 1 << 3, TP_F_DNS6: 1 << 4 },
   tp_listener_key: { TP_LISTENER_INET: 0, TP_LISTENER_INET6: 1 },
   tp_stat: {
     TP_STAT_OUTBOUND: 0,
@@ -34,7 +34,7 @@ export const ABI_ENUMS = {
 export const { TP_ABI_VERSION } = ABI_ENUMS.tp_abi;
 export const { TP_AF_INET, TP_AF_INET6 } = ABI_ENUMS.tp_af;
 export const { TP_DNS_OFF, TP_DNS_LISTED, TP_DNS_ALL } = ABI_ENUMS.tp_dns_mode;
-export const { TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6 } = ABI_ENUMS.tp_cfg_flag;
+export const { TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, TP_F_DNS4, TP_F_DNS6 } = ABI_ENUMS.tp_cfg_flag;
 export const { TP_LISTENER_INET, TP_LISTENER_INET6 } = ABI_ENUMS.tp_listener_key;
 export const TP_STAT = ABI_ENUMS.tp_stat;
 

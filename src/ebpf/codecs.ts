@@ -15,6 +15,8 @@ export {
   TP_DNS_ALL,
   TP_DNS_LISTED,
   TP_DNS_OFF,
+  TP_F_DNS4,
+  TP_F_DNS6,
   TP_F_INBOUND,
   TP_F_IPV4,
   TP_F_IPV6,

@@ -5,6 +5,7 @@
  * The "live" half (loader, maps, attach) makes the kernel match this.
  */
 import { createHash } from 'node:crypto';
+import { dnsEnabledFor } from '../config/dns.js';
 import { ConfigError } from '../errors.js';
 import type { Cidr, PortRange, TransparentProxyConfig } from '../config/types.js';
 import {
@@ -17,6 +18,8 @@ import {
   type Codec,
   TP_DNS_LISTED,
   TP_DNS_OFF,
+  TP_F_DNS4,
+  TP_F_DNS6,
   TP_F_INBOUND,
   TP_F_IPV4,
   TP_F_IPV6,
@@ -345,7 +348,12 @@ export function buildEbpfSpec(cfg: TransparentProxyConfig, hostHasIpv6 = true, n
   }
 
   const dnsMode = cfg.dns.mode === 'all' ? TP_DNS_ALL : cfg.dns.mode === 'resolvconf' ? TP_DNS_LISTED : TP_DNS_OFF;
-  const flags = TP_F_IPV4 | (ipv6 ? TP_F_IPV6 : 0) | (cfg.inbound.enabled ? TP_F_INBOUND : 0);
+  const flags =
+    TP_F_IPV4 |
+    (ipv6 ? TP_F_IPV6 : 0) |
+    (cfg.inbound.enabled ? TP_F_INBOUND : 0) |
+    (dnsEnabledFor(cfg, 'ipv4') ? TP_F_DNS4 : 0) |
+    (ipv6 && dnsEnabledFor(cfg, 'ipv6') ? TP_F_DNS6 : 0);
   const ip4 = cfg.ebpf.instanceIp.ipv4;
   const ip6 = cfg.ebpf.instanceIp.ipv6;
   const config = tpConfig.encode({

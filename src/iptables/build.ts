@@ -7,6 +7,7 @@
  * chain, and uninstall has one rule per built-in chain to find.
  */
 import type { Cidr, IpFamily, PortRange, TransparentProxyConfig, UidRange } from '../config/types.js';
+import { dnsEnabledFor } from '../config/dns.js';
 import { ConfigError } from '../errors.js';
 import {
   CHAIN_PREFIX,
@@ -60,23 +61,17 @@ export function dnsServersFor(cfg: TransparentProxyConfig, family: IpFamily): st
   return cfg.dns.servers[family].map((s) => `${s}/${prefix}`);
 }
 
-/** DNS is redirected for a family when every :53 is captured or resolv.conf lists a server of that family. */
-export function dnsEnabledFor(cfg: TransparentProxyConfig, family: IpFamily): boolean {
-  if (cfg.dns.mode === 'all') return true;
-  return cfg.dns.mode === 'resolvconf' && cfg.dns.servers[family].length > 0;
-}
-
-/** DNS queries over `protocol` to the DNS listener: every :53, or only to resolv.conf's servers of `family`. */
-function dnsRedirectRules(
-  cfg: TransparentProxyConfig,
-  family: IpFamily,
-  protocol: 'tcp' | 'udp',
-  comments: { all: string; server: string },
-): Rule[] {
+/** UDP DNS queries to the DNS listener: every :53, or only to resolv.conf's servers of `family`. */
+function dnsRedirectRules(cfg: TransparentProxyConfig, family: IpFamily): Rule[] {
   const target = { kind: 'redirect', toPort: cfg.dns.port } as const;
-  const query = { protocol, destinationPorts: { ranges: [DNS_PORT] } };
-  if (cfg.dns.mode === 'all') return [{ ...query, comment: comments.all, target }];
-  return dnsServersFor(cfg, family).map((server) => ({ destination: { cidr: server }, ...query, comment: comments.server, target }));
+  const query = { protocol: 'udp' as const, destinationPorts: { ranges: [DNS_PORT] } };
+  if (cfg.dns.mode === 'all') return [{ ...query, comment: 'dns: every query to the proxy', target }];
+  return dnsServersFor(cfg, family).map((server) => ({
+    destination: { cidr: server },
+    ...query,
+    comment: 'dns: resolv.conf server to the proxy',
+    target,
+  }));
 }
 
 export function proxyUidRange(cfg: TransparentProxyConfig): UidRange {
@@ -120,7 +115,18 @@ function natOutputChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain
       comment: 'dns: the proxy resolves upstream directly',
       target: { kind: 'return' },
     });
-    rules.push(...dnsRedirectRules(cfg, family, 'udp', { all: 'dns: every query to the proxy', server: 'dns: resolv.conf server to the proxy' }));
+    rules.push(...dnsRedirectRules(cfg, family));
+    // Kuma (kumahq/kuma#14557, #15401): DNS over TCP goes neither to the DNS listener
+    // (UDP only) nor to the outbound listener (which, with passthrough off, resets
+    // it); an application's TCP :53 leaves untouched. The proxy's own is not matched:
+    // it takes the outbound chain like any other connection of the proxy.
+    rules.push({
+      protocol: 'tcp',
+      destinationPorts: { ranges: [DNS_PORT] },
+      uidOwner: { range: uid, negate: true },
+      comment: 'dns: tcp queries go out untouched',
+      target: { kind: 'return' },
+    });
   }
   rules.push({ protocol: 'tcp', comment: 'output: tcp to outbound', target: { kind: 'jump', chain: CHAINS.outbound } });
   return { name: CHAINS.natOutput, rules };
@@ -129,9 +135,6 @@ function natOutputChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain
 function outboundChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain {
   const addr = ADDRESSES[family];
   const uid = proxyUidRange(cfg);
-  const dns = dnsEnabledFor(cfg, family);
-  // With DNS redirection, TCP :53 over lo must still reach the DNS rules below.
-  const notDns = dns ? { destinationPorts: { ranges: [DNS_PORT], negate: true } } : {};
   const rules: Rule[] = [];
   for (const ports of chunkForMultiport(cfg.outbound.excludePorts)) {
     rules.push({ protocol: 'tcp', destinationPorts: { ranges: ports }, comment: 'outbound: excluded port', target: { kind: 'return' } });
@@ -147,7 +150,6 @@ function outboundChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain 
       outInterface: 'lo',
       destination: { cidr: addr.loopback, negate: true },
       protocol: 'tcp',
-      ...notDns,
       uidOwner: { range: uid },
       comment: 'outbound: proxy to a local address is inbound',
       target: { kind: 'jump', chain: CHAINS.inboundRedirect },
@@ -156,17 +158,11 @@ function outboundChain(cfg: TransparentProxyConfig, family: IpFamily): OwnChain 
   rules.push({
     outInterface: 'lo',
     protocol: 'tcp',
-    ...notDns,
     uidOwner: { range: uid, negate: true },
     comment: 'outbound: app to a local address',
     target: { kind: 'return' },
   });
   rules.push({ uidOwner: { range: uid }, comment: 'outbound: proxy traffic', target: { kind: 'return' } });
-  if (dns) {
-    rules.push(
-      ...dnsRedirectRules(cfg, family, 'tcp', { all: 'dns: every tcp query to the proxy', server: 'dns: resolv.conf server tcp to the proxy' }),
-    );
-  }
   rules.push({ destination: { cidr: addr.loopback }, comment: 'outbound: localhost', target: { kind: 'return' } });
   for (const cidr of ofFamily(cfg.outbound.excludeIps, family)) {
     rules.push({ destination: { cidr }, comment: 'outbound: excluded address', target: { kind: 'return' } });

@@ -22,8 +22,6 @@ export const COUNTED: Record<string, Decision> = {
   'vnet: outbound to the proxy': 'outbound_redirected',
   'dns: every query to the proxy': 'dns_redirected',
   'dns: resolv.conf server to the proxy': 'dns_redirected',
-  'dns: every tcp query to the proxy': 'dns_redirected',
-  'dns: resolv.conf server tcp to the proxy': 'dns_redirected',
   'vnet: dns to the proxy': 'dns_redirected',
   'outbound: excluded port': 'outbound_excluded_port',
   'inbound: excluded port': 'inbound_excluded_port',

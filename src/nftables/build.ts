@@ -12,7 +12,8 @@
  */
 import type { Cidr, IpFamily, PortRange, TransparentProxyConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
-import { ADDRESSES, dnsEnabledFor, dnsServersFor, proxyUidRange } from '../iptables/build.js';
+import { dnsEnabledFor } from '../config/dns.js';
+import { ADDRESSES, dnsServersFor, proxyUidRange } from '../iptables/build.js';
 import type { Match, NftChain, NftRule, NftRuleset, NftSet, Statement } from './model.js';
 
 export const CHAINS = {
@@ -151,12 +152,12 @@ function buildSets(cfg: TransparentProxyConfig, families: IpFamily[]): NftSet[] 
 
 const hasSet = (sets: NftSet[], name: string): boolean => sets.some((s) => s.name === name);
 
-/** DNS queries over `proto` to the DNS listener: every :53, or only to resolv.conf's servers of the family. */
-function dnsRedirect(cfg: TransparentProxyConfig, f: IpFamily, proto: 'tcp' | 'udp', comments: { all: string; server: string }): NftRule[] {
+/** UDP DNS queries to the DNS listener: every :53, or only to resolv.conf's servers of the family. */
+function dnsRedirect(cfg: TransparentProxyConfig, f: IpFamily): NftRule[] {
   if (!dnsEnabledFor(cfg, f)) return [];
-  const query = dport(proto, [DNS_PORT]);
-  if (cfg.dns.mode === 'all') return [rule([query], redirect(cfg.dns.port), comments.all)];
-  return [rule([addr('daddr', f, dnsServersFor(cfg, f)), query], redirect(cfg.dns.port), comments.server)];
+  const query = dport('udp', [DNS_PORT]);
+  if (cfg.dns.mode === 'all') return [rule([query], redirect(cfg.dns.port), 'dns: every query to the proxy')];
+  return [rule([addr('daddr', f, dnsServersFor(cfg, f)), query], redirect(cfg.dns.port), 'dns: resolv.conf server to the proxy')];
 }
 
 function outputChain(cfg: TransparentProxyConfig, families: IpFamily[]): NftChain {
@@ -175,7 +176,9 @@ function outputChain(cfg: TransparentProxyConfig, families: IpFamily[]): NftChai
   );
   gens.push(
     (f) => (dnsEnabledFor(cfg, f) ? [rule([dport('udp', [DNS_PORT]), proxyUid(cfg)], RETURN, 'dns: the proxy resolves upstream directly')] : []),
-    (f) => dnsRedirect(cfg, f, 'udp', { all: 'dns: every query to the proxy', server: 'dns: resolv.conf server to the proxy' }),
+    (f) => dnsRedirect(cfg, f),
+    // Kuma's TCP :53 rule (kumahq/kuma#15401); see the iptables builder.
+    (f) => (dnsEnabledFor(cfg, f) ? [rule([dport('tcp', [DNS_PORT]), proxyUid(cfg, true)], RETURN, 'dns: tcp queries go out untouched')] : []),
   );
   gens.push(() => [rule([tcp], { kind: 'jump', chain: CHAINS.outbound }, 'output: tcp to outbound')]);
   return chainOf(CHAINS.output, families, gens);
@@ -183,8 +186,6 @@ function outputChain(cfg: TransparentProxyConfig, families: IpFamily[]): NftChai
 
 function outboundChain(cfg: TransparentProxyConfig, families: IpFamily[], sets: NftSet[]): NftChain {
   const lo: Match = { kind: 'oifname', name: 'lo' };
-  // With DNS redirection, TCP :53 over lo must still reach the DNS rules below.
-  const notDns = (f: IpFamily): Match[] => (dnsEnabledFor(cfg, f) ? [dport('tcp', [DNS_PORT], true)] : [tcp]);
   const gens: Generator[] = [
     () =>
       hasSet(sets, SETS.outboundPorts)
@@ -195,16 +196,15 @@ function outboundChain(cfg: TransparentProxyConfig, families: IpFamily[], sets: 
   if (cfg.inbound.enabled) {
     gens.push((f) => [
       rule(
-        [lo, addr('daddr', f, [ADDRESSES[f].loopback], true), ...notDns(f), proxyUid(cfg)],
+        [lo, addr('daddr', f, [ADDRESSES[f].loopback], true), tcp, proxyUid(cfg)],
         redirect(cfg.inbound.port),
         'outbound: proxy to a local address is inbound',
       ),
     ]);
   }
   gens.push(
-    (f) => [rule([lo, ...notDns(f), proxyUid(cfg, true)], RETURN, 'outbound: app to a local address')],
+    () => [rule([lo, tcp, proxyUid(cfg, true)], RETURN, 'outbound: app to a local address')],
     () => [rule([proxyUid(cfg)], RETURN, 'outbound: proxy traffic')],
-    (f) => dnsRedirect(cfg, f, 'tcp', { all: 'dns: every tcp query to the proxy', server: 'dns: resolv.conf server tcp to the proxy' }),
     (f) => [rule([addr('daddr', f, [ADDRESSES[f].loopback])], RETURN, 'outbound: localhost')],
     (f) =>
       hasSet(sets, SETS.outboundAddrs(f))

@@ -94,7 +94,7 @@ export async function startCast(sb: Sandbox): Promise<Cast> {
   const clientAddresses = [1, ...EXTRA_CLIENT_HOSTS].flatMap((h) => [sb.v4(h), sb.v6(h)]);
   // The remote side is root so it can bind :53; it is on the client host, outside the cgroup.
   const remote = spawnIn(sb, 'client', {
-    argv: [node, script('app'), '--via', 'remote', '--tcp', Object.values(REMOTE_PORTS).join(','), '--udp', '53', '--addresses', clientAddresses.join(',')],
+    argv: [node, script('app'), '--via', 'remote', '--tcp', Object.values(REMOTE_PORTS).join(','), '--udp', '53', '--dns-tcp', '53', '--addresses', clientAddresses.join(',')],
   });
   const isReady = (l: string): boolean => l.includes('"ready"');
   await Promise.all([proxy, app, remote].map((p) => p.waitForLine(isReady, scaledMs(READY_TIMEOUT_MS))));
@@ -174,6 +174,22 @@ export function probeUdp(sb: Sandbox, from: ProbeFrom, host: string, port: numbe
   return runProbe(sb, from, args) as Promise<UdpProbeResult>;
 }
 
+export interface DnsProbeResult {
+  reply: Greeting;
+  /** 'dns': a DNS answer came back; 'greeting': a plain TCP listener (the outbound one) greeted instead. */
+  answer: 'dns' | 'greeting';
+  peername: string | null;
+  /** UDP only: the source of the answer as recvmsg reports it. */
+  from?: string;
+}
+
+/** One real DNS query (TXT, dns-wire.ts) over UDP (connected or not) or TCP. */
+export function probeDns(sb: Sandbox, from: ProbeFrom, host: string, transport: 'udp' | 'tcp', connected = false): Promise<DnsProbeResult> {
+  const args = [`dns-${transport}`, '--host', host, '--port', '53'];
+  if (connected && transport === 'udp') args.push('--connected');
+  return runProbe(sb, from, args) as Promise<DnsProbeResult>;
+}
+
 /** A TCP connection kept open: its greeting, and a way to check it still carries data. */
 export interface HeldConnection {
   first: TcpProbeResult;
@@ -249,7 +265,7 @@ export function uninstallFlags(engine: EngineName, sb: Sandbox): string[] {
 }
 
 /** The settings every conformance install uses (the excluded values match the cast above). */
-export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExcludedOutboundPorts?: number[] } = {}): string[] {
+export function conformanceFlags(sb: Sandbox, opts: { dns?: 'resolvconf' | 'all' | 'off'; extraExcludedOutboundPorts?: number[] } = {}): string[] {
   const h = CLIENT_HOSTS;
   return [
     '--kuma-dp-user', String(PROXY_UID),
@@ -263,7 +279,7 @@ export function conformanceFlags(sb: Sandbox, opts: { allDns?: boolean; extraExc
     '--exclude-outbound-ports-for-uids', `udp:53:${OTHER_UID}`,
     '--exclude-inbound-ports', String(APP_PORTS.excluded),
     '--exclude-inbound-ips', `${sb.v4(h.excludedInboundSource)},${sb.v6(h.excludedInboundSource)}/128`,
-    opts.allDns ? '--redirect-all-dns-traffic' : '--redirect-dns',
+    ...({ resolvconf: ['--redirect-dns'], all: ['--redirect-all-dns-traffic'], off: ['--redirect-dns=false'] } as const)[opts.dns ?? 'resolvconf'],
     '--resolv-conf-path', sb.resolvConfPath,
   ];
 }

@@ -12,12 +12,15 @@
  * destination (a tc/sk_assign redirect keeps it) and origDstFrom is "local".
  *
  * UDP on 127.0.0.1:<dns> and [::1]:<dns> (where redirected DNS arrives) answers
- * each datagram with {"via":"proxy-dns","peer":...,"local":...} — not real DNS.
+ * each datagram with {"via":"proxy-dns","peer":...,"local":...}, inside a DNS answer
+ * when the datagram is a DNS query. DNS over TCP there gets the same answer: no engine
+ * should send TCP there (Kuma's DNS listener is UDP only), and a test that finds one
+ * landing there says so.
  */
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { originalDestination } from '../host/libc.js';
-import { emit, exitAfter, hostPort, serveTcp, serveUdp } from './wire.js';
+import { emit, exitAfter, hostPort, serveDnsTcp, serveTcp, serveUdp } from './wire.js';
 
 type ListenerName = 'outbound' | 'inbound';
 
@@ -67,6 +70,7 @@ async function main(): Promise<void> {
   }
   for (const host of ['127.0.0.1', '::1']) {
     await serveUdp(dns, host, (from) => ({ via: 'proxy-dns', peer: hostPort(from.address, from.port), local: hostPort(host, dns) }));
+    await serveDnsTcp(dns, host, (socket) => ({ via: 'proxy-dns', peer: hostPort(socket.remoteAddress, socket.remotePort), local: hostPort(host, dns) }));
   }
   emit({ ready: 'proxy', pid: process.pid, uid: process.getuid?.(), outbound, inbound, dns });
 }

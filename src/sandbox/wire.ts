@@ -4,6 +4,7 @@
  */
 import { createSocket, type RemoteInfo } from 'node:dgram';
 import { createServer, type Socket } from 'node:net';
+import { dnsAnswer, tcpFrame, tcpUnframe } from './dns-wire.js';
 
 export function hostPort(address: string | undefined, port: number | undefined): string {
   if (address === undefined || port === undefined) return '?';
@@ -51,13 +52,42 @@ export function serveTcp(port: number, host: string, greeting: (socket: Socket) 
   });
 }
 
-/** A UDP socket bound to host:port that answers every datagram with one JSON object. */
+/**
+ * A UDP socket bound to host:port that answers every datagram with one JSON object:
+ * inside a TXT record when the datagram is a DNS query (dns-wire.ts), bare otherwise.
+ */
 export function serveUdp(port: number, host: string, answer: (from: RemoteInfo) => unknown): Promise<void> {
   const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  socket.on('message', (_msg, from) => socket.send(JSON.stringify(answer(from)), from.port, from.address));
+  socket.on('message', (msg, from) => {
+    const json = JSON.stringify(answer(from));
+    socket.send(dnsAnswer(msg, json) ?? json, from.port, from.address);
+  });
   return new Promise((resolve, reject) => {
     socket.once('error', (e) => reject(new Error(`bind udp ${hostPort(host, port)}: ${e.message}`)));
     socket.bind(port, host, () => resolve());
+  });
+}
+
+/** A DNS-over-TCP listener: answers each framed query with its JSON greeting in a TXT record. */
+export function serveDnsTcp(port: number, host: string, greeting: (socket: Socket) => unknown): Promise<void> {
+  const server = createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(60_000, () => socket.destroy());
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      buffered = Buffer.concat([buffered, data]);
+      for (let query = tcpUnframe(buffered); query; query = tcpUnframe(buffered)) {
+        buffered = buffered.subarray(2 + query.length);
+        const answer = dnsAnswer(query, JSON.stringify(greeting(socket)));
+        if (!answer) return socket.destroy();
+        socket.write(tcpFrame(answer));
+      }
+    });
+    socket.on('end', () => socket.end());
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(new Error(`listen tcp ${hostPort(host, port)}: ${e.message}`)));
+    server.listen({ port, host, ipv6Only: host.includes(':') }, () => resolve());
   });
 }
 

@@ -40,7 +40,9 @@ describe('status', () => {
   it('two engines installed at once is a finding for both', async () => {
     const r = await status({}, [fake('a', { record, findings: [], counters: {} }), fake('b', { findings: [], counters: {} })]);
     expect(r.exitCode).toBe(STATUS_EXIT.drift);
-    for (const e of r.engines) expect(e.findings[0]!.problem).toMatch(/more than one engine is installed \(a, b\)/);
+    for (const e of r.engines) {
+      expect(e.findings.map((f) => f.problem)).toEqual(['more than one engine is installed (a, b): connections would be redirected twice']);
+    }
   });
 
   it('a bad --iptables-backend is a config error', async () => {

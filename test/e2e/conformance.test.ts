@@ -1,7 +1,7 @@
 /**
  * The conformance suite: every row of ARCHITECTURE.md's behaviour table, for IPv4
  * and IPv6, against real traffic in a sandbox, once per engine — through the real
- * CLI run inside the sandbox's mesh host. Also --redirect-all-dns-traffic,
+ * CLI run inside the sandbox's mesh host. Also --redirect-all-dns-traffic, --redirect-dns=false,
  * --ip-family-mode ipv4 and --redirect-inbound=false, and the lifecycle promises:
  * --dry-run changes nothing, a failed install (TPCTL_FAIL_AT) changes nothing, a
  * second install changes nothing, a reinstall keeps open connections, uninstall
@@ -14,11 +14,12 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import {
   APP_PORTS, APP_UID, CLIENT_HOSTS, OTHER_UID, PORTS, PROXY_UID, REMOTE_PORTS,
   addForeignIptablesRules, addForeignNftTables, attachForeignCgroupProgram, conformanceFlags, describeCli, ebpfState, engineFlags, engineState, holdTcp,
-  ip, isKernelTooOld, loopback, meshIp, probeTcp, probeUdp, runCli, selectEngines, uninstallFlags,
-  type EngineName, type Family, type HeldConnection,
+  ip, isKernelTooOld, loopback, meshIp, probeDns, probeTcp, probeUdp, runCli, selectEngines, uninstallFlags,
+  type DnsProbeResult, type EngineName, type Family, type HeldConnection, type ProbeFrom,
 } from '../../src/sandbox/harness.js';
+import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
-import { expectDirect, expectProxied, useSandbox } from './suite.js';
+import { expectDirect, expectProxied, noopInstallLines, useSandbox } from './suite.js';
 
 const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = selectEngines([
   { engine: 'iptables-nft', short: 'nft', failAt: ['after-ipv4'] },
@@ -28,10 +29,92 @@ const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = 
 ]);
 const FAMILIES: Family[] = [4, 6];
 
+/**
+ * What the CLI prints in the lifecycle tests, per engine. Every line is fixed except
+ * nft's own error text (line numbers, carets), which is matched as one anchored line.
+ */
+function lifecycleOutput(engine: EngineName, sb: Sandbox) {
+  const backend = engine === 'iptables-nft' ? 'nft' : 'legacy';
+  const programs = ['connect', 'sendmsg', 'recvmsg', 'getpeername'].flatMap((p) => [`tp_${p}4`, `tp_${p}6`]).concat('tp_sockops', 'tp_getsockopt', 'tp_setsockopt', 'tp_egress', 'tp_sk_lookup');
+  switch (engine) {
+    case 'ebpf':
+      return {
+        failedInstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); nothing was left behind\n`,
+        failedReinstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); the previous settings were kept\n`,
+        dryRunLine: `attach tp_connect4 (cgroup/connect4) to cgroup ${sb.cgroupPath} with a pinned bpf_link`,
+        uninstallDryRun: [
+          `would detach ${programs.join(', ')} from cgroup ${sb.cgroupPath}`,
+          `would remove the tc filter from ${sb.iface.mesh} ingress and its clsact qdisc`,
+          `would remove the pins in ${sb.bpffsPath}`,
+          'nftables: no tpctl table found, nothing to remove',
+          'iptables: no tpctl rules found, nothing to remove',
+        ],
+        uninstall: [
+          `detached ${programs.length} programs from cgroup ${sb.cgroupPath}`,
+          `removed tc filter and its clsact qdisc from ${sb.iface.mesh}`,
+          `removed pins from ${sb.bpffsPath}`,
+          'nftables: no tpctl table found, nothing to remove',
+          'iptables: no tpctl rules found, nothing to remove',
+          'transparent proxy removed',
+        ],
+      };
+    case 'nftables': {
+      const failed = /^error: install failed: nft -f -: .*tpctl_fault_injected_nft_transaction.*; nothing was changed \(nft applies the whole script or none of it\)\n$/;
+      return {
+        failedInstall: (): string | RegExp => failed,
+        failedReinstall: (): string | RegExp => failed,
+        dryRunLine: 'table inet tpctl {',
+        uninstallDryRun: ['nftables: would remove inet tpctl', 'delete table inet tpctl', 'iptables: no tpctl rules found, nothing to remove'],
+        uninstall: ['nftables: removed inet tpctl', 'iptables: no tpctl rules found, nothing to remove', 'transparent proxy removed'],
+      };
+    }
+    default: {
+      const restored = (step: string): string => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); the host was restored to its previous rules\n`;
+      return {
+        failedInstall: restored,
+        failedReinstall: restored,
+        dryRunLine: '--append TPCTL_OUTPUT --protocol tcp --match comment --comment "tpctl/output: tcp to outbound" --jump TPCTL_OUTBOUND',
+        uninstallDryRun: [
+          'nftables: no tpctl table found, nothing to remove',
+          `iptables (${backend}) ipv4: would remove 8 chains and their jump rules`,
+        ],
+        uninstall: [
+          'nftables: no tpctl table found, nothing to remove',
+          `iptables (${backend}) ipv4: removed 8 chains and their jump rules`,
+          `iptables (${backend}) ipv6: removed 8 chains and their jump rules`,
+          'transparent proxy removed',
+        ],
+      };
+    }
+  }
+}
+
+/** One line of stderr: equal to `want`, or matching it when it is a pattern. */
+function expectLine(text: string, want: string | RegExp): void {
+  if (typeof want === 'string') expect(text).toBe(want);
+  else expect(text).toMatch(want);
+}
+
 const app = { host: 'mesh' as const, uid: APP_UID };
 const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
 const proxyUser = { host: 'mesh' as const, uid: PROXY_UID };
 const client = { host: 'client' as const };
+
+/** A real DNS query over TCP went straight to `server`:53 and was answered there. */
+function expectTcpDnsUntouched(r: DnsProbeResult, server: string, source: string): void {
+  expect(r, JSON.stringify(r)).toMatchObject({ answer: 'dns', reply: { via: 'remote-dns', local: hostPort(server, 53) }, peername: hostPort(server, 53) });
+  expect(ipOf(r.reply.peer ?? ''), `server saw peer ${r.reply.peer}`).toBe(source);
+}
+
+/** A real DNS query over UDP to `server`:53, answered by the DNS listener (`proxy`) or the server itself. */
+async function expectUdpDns(sb: Sandbox, from: ProbeFrom, server: string, f: Family, lands: 'proxy' | 'server'): Promise<void> {
+  for (const connected of [true, false]) {
+    const r = await probeDns(sb, from, server, 'udp', connected);
+    const local = lands === 'proxy' ? hostPort(loopback(f), PORTS.dns) : hostPort(server, 53);
+    expect(r, JSON.stringify(r)).toMatchObject({ answer: 'dns', reply: { via: lands === 'proxy' ? 'proxy-dns' : 'remote-dns', local }, from: hostPort(server, 53) });
+    if (connected) expect(r.peername).toBe(hostPort(server, 53));
+  }
+}
 
 /** Envoy's inbound passthrough cluster binds this source (Kuma's iptables rules let it through). */
 const passthroughSource = (f: Family): string => (f === 4 ? '127.0.0.6' : '::6');
@@ -205,11 +288,37 @@ for (const { engine, short, failAt } of ENGINES) {
             expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(remote(), 53) });
           }
         });
+
+        // Kuma since kumahq/kuma#14557 and #15401: DNS over TCP goes to the server itself.
+        it(`IPv${f}: a DNS query over TCP to the resolv.conf server is answered by the server (not the DNS or outbound listener); over UDP by the DNS listener`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, app, remote(), f, 'proxy');
+        });
+
+        it(`IPv${f}: proxy → its own instance ip:53 over TCP lands on the inbound listener like any other port (Kuma #16138 dropped the port-53 exception)`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeTcp(s.sb, proxyUser, meshIp(s.sb, f), 53);
+          expectProxied(r, 'inbound', hostPort(meshIp(s.sb, f), 53), meshIp(s.sb, f));
+          expect(r.reply.local).toBe(hostPort(loopback(f), PORTS.inbound));
+        });
+
+        it(`IPv${f}: a DNS query over TCP to a server not in resolv.conf is answered by that server`, async (t) => {
+          s.skipIfTooOld(t);
+          const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+        });
+
+        it(`IPv${f}: the proxy's own DNS queries over TCP and UDP are answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, proxyUser, remote(), f, 'server');
+        });
       }
     });
 
     describe('--redirect-all-dns-traffic', () => {
-      const s = useSandbox(`tpe2e-${short}-d-${process.pid}`, engine, (sb) => conformanceFlags(sb, { allDns: true }));
+      const s = useSandbox(`tpe2e-${short}-d-${process.pid}`, engine, (sb) => conformanceFlags(sb, { dns: 'all' }));
 
       for (const f of FAMILIES) {
         for (const connected of [true, false]) {
@@ -231,6 +340,41 @@ for (const { engine, short, failAt } of ENGINES) {
             const r = await probeUdp(s.sb, proxyUser, unlisted, 53, connected);
             expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'remote-dns', local: hostPort(unlisted, 53) });
           }
+        });
+
+        it(`IPv${f}: a DNS query over TCP is answered by the server it was sent to, from the app and from the proxy; over UDP by the DNS listener`, async (t) => {
+          s.skipIfTooOld(t);
+          const unlisted = ip(s.sb, f, CLIENT_HOSTS.unlistedDns);
+          expectTcpDnsUntouched(await probeDns(s.sb, app, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, unlisted, 'tcp'), unlisted, meshIp(s.sb, f));
+          await expectUdpDns(s.sb, app, unlisted, f, 'proxy');
+        });
+      }
+    });
+
+    describe('--redirect-dns=false', () => {
+      const s = useSandbox(`tpe2e-${short}-n-${process.pid}`, engine, (sb) => conformanceFlags(sb, { dns: 'off' }));
+
+      for (const f of FAMILIES) {
+        const remote = (): string => ip(s.sb, f, CLIENT_HOSTS.remote);
+
+        it(`IPv${f}: an app's DNS query over TCP is ordinary TCP: it lands on the outbound listener with SO_ORIGINAL_DST = server:53`, async (t) => {
+          s.skipIfTooOld(t);
+          const r = await probeDns(s.sb, app, remote(), 'tcp');
+          expect(r.answer, JSON.stringify(r)).toBe('greeting');
+          expectProxied(r, 'outbound', hostPort(remote(), 53), meshIp(s.sb, f));
+          expect(r.peername).toBe(hostPort(remote(), 53));
+        });
+
+        it(`IPv${f}: an app's DNS query over UDP is answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          await expectUdpDns(s.sb, app, remote(), f, 'server');
+        });
+
+        it(`IPv${f}: the proxy's own DNS queries over TCP and UDP are answered by the server`, async (t) => {
+          s.skipIfTooOld(t);
+          expectTcpDnsUntouched(await probeDns(s.sb, proxyUser, remote(), 'tcp'), remote(), meshIp(s.sb, f));
+          await expectUdpDns(s.sb, proxyUser, remote(), f, 'server');
         });
       }
     });
@@ -305,11 +449,11 @@ for (const { engine, short, failAt } of ENGINES) {
         if (installed && s.sb) await uninstall().catch(() => undefined);
       });
 
-      it('install --dry-run prints the plan and changes nothing', async (t) => {
+      it('install --dry-run prints the plan (the engine\'s rules or attachments) and changes nothing', async (t) => {
         const r = await runCli(s.sb, ['install', 'transparent-proxy', '--dry-run', ...conformanceFlags(s.sb), ...engineFlags(engine, s.sb)]);
         if (isKernelTooOld(r)) t.skip(`kernel too old: ${r.stderr.trim()}`);
         expect(r.exitCode, describeCli(r)).toBe(0);
-        expect(r.stdout.trim().length).toBeGreaterThan(0);
+        expect(r.stdout.split('\n'), r.stdout).toContain(lifecycleOutput(engine, s.sb).dryRunLine);
         expect(await engineState(engine, s.sb)).toBe(before);
       });
 
@@ -321,7 +465,8 @@ for (const { engine, short, failAt } of ENGINES) {
             skipIfTooOld(t);
           }
           expect(r.exitCode, describeCli(r)).not.toBe(0);
-          expect(r.stderr).toMatch(/error/i);
+          expect(r.stdout).toBe('');
+          expectLine(r.stderr, lifecycleOutput(engine, s.sb).failedInstall(step));
           expect(await engineState(engine, s.sb)).toBe(before);
         });
       }
@@ -341,11 +486,12 @@ for (const { engine, short, failAt } of ENGINES) {
         expectProxied(await probeTcp(s.sb, app, remote, REMOTE_PORTS.plain), 'outbound', hostPort(remote, REMOTE_PORTS.plain), s.sb.ipv4.mesh);
       });
 
-      it('a second install with the same settings says nothing changed and changes nothing', async (t) => {
+      it('a second install with the same settings says exactly that nothing changed, and changes nothing', async (t) => {
         skipIfTooOld(t);
         const r = await install();
         expect(r.exitCode, describeCli(r)).toBe(0);
-        expect(`${r.stdout}\n${r.stderr}`).toMatch(/nothing (to )?change|unchanged|already installed|no changes/i);
+        expect(r.stdout).toBe(`${noopInstallLines(engine).join('\n')}\n`);
+        expect(r.stderr).toBe('');
         expect(await engineState(engine, s.sb)).toBe(installed);
       });
 
@@ -354,6 +500,8 @@ for (const { engine, short, failAt } of ENGINES) {
           skipIfTooOld(t);
           const r = await install([REMOTE_PORTS.laterExcluded], { TPCTL_FAIL_AT: step });
           expect(r.exitCode, describeCli(r)).not.toBe(0);
+          expect(r.stdout).toBe('');
+          expectLine(r.stderr, lifecycleOutput(engine, s.sb).failedReinstall(step));
           expect(await engineState(engine, s.sb)).toBe(installed);
           const remote = s.sb.ipv4.client;
           const still = await probeTcp(s.sb, app, remote, REMOTE_PORTS.laterExcluded);
@@ -399,10 +547,12 @@ for (const { engine, short, failAt } of ENGINES) {
         }
       });
 
-      it('uninstall --dry-run changes nothing', async (t) => {
+      it('uninstall --dry-run says what it would remove and changes nothing', async (t) => {
         skipIfTooOld(t);
         const r = await runCli(s.sb, ['uninstall', 'transparent-proxy', '--dry-run', ...uninstallFlags(engine, s.sb)]);
         expect(r.exitCode, describeCli(r)).toBe(0);
+        const lines = r.stdout.split('\n');
+        for (const want of lifecycleOutput(engine, s.sb).uninstallDryRun) expect(lines, r.stdout).toContain(want);
         expect(await engineState(engine, s.sb)).toBe(installed);
       });
 
@@ -410,6 +560,7 @@ for (const { engine, short, failAt } of ENGINES) {
         skipIfTooOld(t);
         const r = await uninstall();
         expect(r.exitCode, describeCli(r)).toBe(0);
+        expect(r.stdout).toBe(`${lifecycleOutput(engine, s.sb).uninstall.join('\n')}\n`);
         if (engine === 'ebpf') {
           const state = await ebpfState(s.sb);
           expect(state.cgroupPrograms).not.toMatch(/tp_/);

@@ -49,7 +49,7 @@ for (const e of OPERATE_ENGINES) {
       const inst = await cli(s.sb, ['install', 'transparent-proxy', ...conformanceFlags(s.sb), ...engineFlags(e.engine, s.sb), ...extra, '--persist'], undefined, env());
       if (isKernelTooOld(inst)) t.skip(`kernel too old: ${inst.stderr.trim()}`);
       expect(inst.exitCode, describeCli(inst)).toBe(0);
-      expect(inst.stdout).toMatch(/persisted: settings in .*transparent-proxy\.yaml, tpctl-transparent-proxy\.service enabled/);
+      expect(inst.stdout.split('\n'), inst.stdout).toContain(`persisted: settings in ${join(root(), 'etc/tpctl/transparent-proxy.yaml')}, tpctl-transparent-proxy.service enabled (${join(root(), UNIT)})`);
       expect(await via(s.sb)).toBe('proxy');
       const unit = readFileSync(join(root(), UNIT), 'utf8');
       expect(linkExists(join(root(), 'etc/systemd/system/multi-user.target.wants/tpctl-transparent-proxy.service'))).toBe(true);
@@ -69,7 +69,9 @@ for (const e of OPERATE_ENGINES) {
 
       const un = await cli(s.sb, ['uninstall', 'transparent-proxy', ...(e.engine === 'ebpf' ? ['--ebpf-bpffs-path', s.sb.bpffsPath] : [])], undefined, env());
       expect(un.exitCode, describeCli(un)).toBe(0);
-      expect(un.stdout).toMatch(/boot persistence removed: tpctl-transparent-proxy\.service disabled/);
+      expect(un.stdout.split('\n'), un.stdout).toContain(
+        `boot persistence removed: tpctl-transparent-proxy.service disabled, ${join(root(), UNIT)} and ${join(root(), 'etc/tpctl/transparent-proxy.yaml')} deleted`,
+      );
       expect(existsSync(join(root(), UNIT))).toBe(false);
       expect(existsSync(join(root(), 'etc/tpctl/transparent-proxy.yaml'))).toBe(false);
       expect(linkExists(join(root(), 'etc/systemd/system/multi-user.target.wants/tpctl-transparent-proxy.service'))).toBe(false);

@@ -62,12 +62,20 @@ export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: 
   };
 }
 
-export function expectProxied(r: TcpProbeResult, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
+export function expectProxied(r: Pick<TcpProbeResult, 'reply'>, listener: 'outbound' | 'inbound', origDst: string, peerIp: string): void {
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via: 'proxy', listener, origDst });
   expect(ipOf(r.reply.peer ?? ''), `proxy saw peer ${r.reply.peer}`).toBe(peerIp);
 }
 
-export function expectDirect(r: TcpProbeResult, via: 'remote' | 'app', local: string): void {
+export function expectDirect(r: Pick<TcpProbeResult, 'reply'>, via: 'remote' | 'app', local: string): void {
   expect(r.reply, JSON.stringify(r)).toMatchObject({ via, local });
 }
 
+/** What `install` prints, line by line, when the engine already holds these exact settings. */
+export function noopInstallLines(engine: EngineName): string[] {
+  const done = 'transparent proxy already installed with these settings; nothing changed';
+  if (engine === 'ebpf') return ['eBPF transparent proxy already installed with these settings', done];
+  if (engine === 'nftables') return ['nftables (inet tpctl): already installed, nothing changed', done];
+  const backend = engine === 'iptables-nft' ? 'nft' : 'legacy';
+  return [`iptables (${backend}) ipv4: already installed, nothing changed`, `iptables (${backend}) ipv6: already installed, nothing changed`, done];
+}

@@ -94,7 +94,7 @@ describe('a C change without the TypeScript side', () => {
     const got = abiMismatches(Btf.fromObjectFile(abi), ABI_CONTRACT);
     expect(got.map((l) => l.split(':')[0])).toEqual(['enum tp_cfg_flag', 'struct tp_config', 'struct tp_config', 'map tp_cfg_v1']);
     expect(got[0]).toBe(
-      'enum tp_cfg_flag: BTF says {"TP_F_INBOUND":1,"TP_F_IPV4":2,"TP_F_IPV6":8}, TypeScript {"TP_F_INBOUND":1,"TP_F_IPV4":2,"TP_F_IPV6":4}',
+      'enum tp_cfg_flag: BTF says {"TP_F_INBOUND":1,"TP_F_IPV4":2,"TP_F_IPV6":8,"TP_F_DNS4":8,"TP_F_DNS6":16}, TypeScript {"TP_F_INBOUND":1,"TP_F_IPV4":2,"TP_F_IPV6":4,"TP_F_DNS4":8,"TP_F_DNS6":16}',
     );
     expect(got[1]).toBe('struct tp_config: BTF size 36, TypeScript 32');
     expect(got[2]).toContain('"dns_port":{"offset":8,"size":4},"dns_mode":{"offset":12,"size":1}');

@@ -1,7 +1,7 @@
 /** The pure half: desired map contents, limits and the dry-run text. */
 import { describe, expect, it } from 'vitest';
 import { buildEbpfSpec, configHash, describeEbpfPlan, mapCapacities, mapCapacity, mapSpec, unusedPrograms, type NetnsCheck } from '../../src/ebpf/spec.js';
-import { TP_DNS_LISTED, TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, portKey, tpConfig, tpLpm4Key, tpUidPortKey } from '../../src/ebpf/codecs.js';
+import { TP_DNS_LISTED, TP_F_DNS4, TP_F_DNS6, TP_F_INBOUND, TP_F_IPV4, TP_F_IPV6, portKey, tpConfig, tpLpm4Key, tpUidPortKey } from '../../src/ebpf/codecs.js';
 import { ConfigError } from '../../src/errors.js';
 import { baseConfig } from './sandbox.js';
 
@@ -13,8 +13,21 @@ describe('buildEbpfSpec', () => {
     const spec = buildEbpfSpec(cfg());
     const c = tpConfig.decode(entries(spec, 'tp_cfg_v1')[0]!.value);
     expect(c).toMatchObject({ proxyUid: 5678, outboundPort: 15001, inboundPort: 15006, dnsPort: 15053, dnsMode: TP_DNS_LISTED });
-    expect(c.flags).toBe(TP_F_IPV4 | TP_F_IPV6 | TP_F_INBOUND);
+    expect(c.flags).toBe(TP_F_IPV4 | TP_F_IPV6 | TP_F_INBOUND | TP_F_DNS4 | TP_F_DNS6);
     expect([...c.instanceIp4]).toEqual([10, 77, 0, 2]);
+  });
+
+  it('turns DNS redirection on per family as the rule engines do: all, or a listed server of the family', () => {
+    const dnsFlags = (c: ReturnType<typeof cfg>): number => tpConfig.decode(entries(buildEbpfSpec(c), 'tp_cfg_v1')[0]!.value).flags & (TP_F_DNS4 | TP_F_DNS6);
+    const c = cfg();
+    c.dns.servers.ipv6 = [];
+    expect(dnsFlags(c)).toBe(TP_F_DNS4);
+    c.dns.mode = 'all';
+    expect(dnsFlags(c)).toBe(TP_F_DNS4 | TP_F_DNS6);
+    c.ipFamilyMode = 'ipv4';
+    expect(dnsFlags(c)).toBe(TP_F_DNS4);
+    c.dns.mode = 'off';
+    expect(dnsFlags(c)).toBe(0);
   });
 
   it('expands port ranges, masks CIDRs and expands uid exclusions', () => {

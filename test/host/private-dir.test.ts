@@ -37,7 +37,9 @@ describe('requirePrivateDir', () => {
     // Sticky is enough for an ancestor (others cannot replace our entry), not for the directory itself.
     chmodSync(p, 0o1777);
     expect(refusal(join(p, 'bpf'))).toBe('accepted');
-    expect(refusal(p)).toMatch(/is writable by group or others \(mode 1777\)/);
+    expect(refusal(p)).toBe(
+      `--ebpf-bpffs-path x: ${p} is writable by group or others (mode 1777) (chmod go-w ${p} (tpctl's own directories are 0700), or pass another path)`,
+    );
   });
 
   it('refuses a symbolic link anywhere on the way, without following it', () => {

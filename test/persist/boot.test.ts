@@ -36,15 +36,15 @@ describe('boot persistence', () => {
     const root = tmp();
     const env = { TPCTL_ROOT: root };
     const lines = await writeBootPersistence(defaultConfig(), env);
-    expect(lines.join('\n')).toMatch(/tpctl-transparent-proxy\.service enabled/);
     const p = bootPaths(env);
+    expect(lines).toEqual([`persisted: settings in ${p.config}, tpctl-transparent-proxy.service enabled (${p.unit})`]);
     expect(statSync(p.config).mode & 0o777).toBe(0o600);
     expect(readFileSync(p.config, 'utf8')).toMatch(/kumaDPUser: "5678"/);
     expect(readFileSync(p.unit, 'utf8')).toContain(`--config ${p.config}`);
     const wants = join(root, 'etc/systemd/system/multi-user.target.wants', UNIT_NAME);
     expect(lstatSync(wants).isSymbolicLink()).toBe(true);
     const removed = await removeBootPersistence(silentLogger, env);
-    expect(removed.join('\n')).toMatch(/disabled/);
+    expect(removed).toEqual([`boot persistence removed: tpctl-transparent-proxy.service disabled, ${p.unit} and ${p.config} deleted`]);
     expect(existsSync(wants)).toBe(false);
     expect(existsSync(p.unit)).toBe(false);
     expect(existsSync(p.config)).toBe(false);
