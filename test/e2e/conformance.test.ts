@@ -19,6 +19,8 @@ import {
 } from '../../src/sandbox/harness.js';
 import type { Sandbox } from '../../src/sandbox/types.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
+import { probeNetnsCheck } from '../../src/ebpf/netns-check.js';
+import { SOCKOPS_PROGRAM } from '../../src/ebpf/spec.js';
 import { expectDirect, expectProxied, noopInstallLines, useSandbox } from './suite.js';
 
 const ENGINES: Array<{ engine: EngineName; short: string; failAt: string[] }> = selectEngines([
@@ -35,9 +37,11 @@ const FAMILIES: Family[] = [4, 6];
  */
 function lifecycleOutput(engine: EngineName, sb: Sandbox) {
   const backend = engine === 'iptables-nft' ? 'nft' : 'legacy';
-  const programs = ['connect', 'sendmsg', 'recvmsg', 'getpeername'].flatMap((p) => [`tp_${p}4`, `tp_${p}6`]).concat('tp_sockops', 'tp_getsockopt', 'tp_setsockopt', 'tp_egress', 'tp_sk_lookup');
   switch (engine) {
-    case 'ebpf':
+    case 'ebpf': {
+      // The sockops program is the one whose netns check this kernel supports (netns-check.ts).
+      const sockops = SOCKOPS_PROGRAM[probeNetnsCheck()];
+      const programs = ['connect', 'sendmsg', 'recvmsg', 'getpeername'].flatMap((p) => [`tp_${p}4`, `tp_${p}6`]).concat(sockops, 'tp_getsockopt', 'tp_setsockopt', 'tp_egress', 'tp_sk_lookup');
       return {
         failedInstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); nothing was left behind\n`,
         failedReinstall: (step: string): string | RegExp => `error: install failed: fault injected at ${step} (TPCTL_FAIL_AT); the previous settings were kept\n`,
@@ -58,6 +62,7 @@ function lifecycleOutput(engine: EngineName, sb: Sandbox) {
           'transparent proxy removed',
         ],
       };
+    }
     case 'nftables': {
       const failed = /^error: install failed: nft -f -: .*tpctl_fault_injected_nft_transaction.*; nothing was changed \(nft applies the whole script or none of it\)\n$/;
       return {
