@@ -10,33 +10,21 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  APP_PORTS, APP_UID, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
-  addForeignIptablesRules, addForeignNftTables, conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, startCast, uninstallFlags, type EngineName,
+  APP_PORTS, APP_UID, CLIENT_HOSTS, PROXY_UID, REMOTE_PORTS,
+  addForeignIptablesRules, addForeignNftTables, conformanceFlags, describeCli, engineFlags, engineState, probeTcp, runCli, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
-import { createSandbox } from '../../src/sandbox/sandbox.js';
 import type { Sandbox } from '../../src/sandbox/types.js';
+import { useSandbox } from './suite.js';
 import { hostPort, ipOf } from '../../src/sandbox/wire.js';
 
 const ENGINES: EngineName[] = ['iptables-nft', 'iptables-legacy', 'nftables', 'ebpf'];
 const USER = ['--kuma-dp-user', String(PROXY_UID)];
 
 describe('bad input on the real CLI (root, no --dry-run)', () => {
-  const ctx: { sb?: Sandbox } = {};
-  const sb = (): Sandbox => {
-    if (!ctx.sb) throw new Error('sandbox not created (see beforeAll error)');
-    return ctx.sb;
-  };
-
-  beforeAll(async () => {
-    ctx.sb = await createSandbox({ name: `tpe2e-i7input-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
-    await startCast(ctx.sb);
-  }, 120_000);
-
-  afterAll(async () => {
-    await ctx.sb?.destroy();
-  });
+  const box = useSandbox(`tpe2e-i7input-${process.pid}`);
+  const sb = (): Sandbox => box.sb;
 
   const file = (name: string, content: string | Buffer): string => {
     const path = join(sb().tmpDir, name);

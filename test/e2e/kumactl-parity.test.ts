@@ -6,13 +6,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  APP_PORTS, APP_UID, addForeignIptablesRules, addForeignNftTables, CLIENT_HOSTS, EXTRA_CLIENT_HOSTS, OTHER_UID, PROXY_UID, REMOTE_PORTS,
-  describeCli, engineFlags, engineState, isKernelTooOld, probeTcp, runCli, selectEngines, startCast, uninstallFlags, type EngineName,
+  APP_PORTS, APP_UID, addForeignIptablesRules, addForeignNftTables, CLIENT_HOSTS, OTHER_UID, PROXY_UID, REMOTE_PORTS,
+  describeCli, engineFlags, engineState, isKernelTooOld, probeTcp, runCli, selectEngines, uninstallFlags, type EngineName,
 } from '../../src/sandbox/harness.js';
-import { createSandbox } from '../../src/sandbox/sandbox.js';
 import type { Sandbox } from '../../src/sandbox/types.js';
+import { useSandbox } from './suite.js';
 import { hostPort } from '../../src/sandbox/wire.js';
 
 const ENGINES = selectEngines<{ engine: EngineName }>([{ engine: 'iptables-nft' }, { engine: 'iptables-legacy' }, { engine: 'nftables' }, { engine: 'ebpf' }]);
@@ -21,25 +21,16 @@ const otherApp = { host: 'mesh' as const, uid: OTHER_UID };
 const client = { host: 'client' as const };
 
 describe('kumactl parity on the real CLI (root, sandbox)', () => {
-  const ctx: { sb?: Sandbox } = {};
-  const sb = (): Sandbox => {
-    if (!ctx.sb) throw new Error('sandbox not created (see beforeAll error)');
-    return ctx.sb;
-  };
+  const box = useSandbox(`tpe2e-i9a-${process.pid}`);
+  const sb = (): Sandbox => box.sb;
 
   beforeAll(async () => {
-    ctx.sb = await createSandbox({ name: `tpe2e-i9a-${process.pid}`, extraClientHosts: EXTRA_CLIENT_HOSTS });
-    await startCast(ctx.sb);
     // Someone else's rules in every backend: legacy tables cannot be unregistered, so with a
     // table of someone else's in place, uninstall must restore the host exactly.
-    await addForeignIptablesRules(ctx.sb, 'nft');
-    await addForeignIptablesRules(ctx.sb, 'legacy');
-    await addForeignNftTables(ctx.sb);
+    await addForeignIptablesRules(sb(), 'nft');
+    await addForeignIptablesRules(sb(), 'legacy');
+    await addForeignNftTables(sb());
   }, 120_000);
-
-  afterAll(async () => {
-    await ctx.sb?.destroy();
-  });
 
   /** Installs with `args` (and `env`), runs `check`, uninstalls, and compares the host with before. */
   async function installed(engine: EngineName, args: string[], env: Record<string, string>, check: (stderr: string) => Promise<void>): Promise<'too old' | undefined> {

@@ -19,13 +19,16 @@ export const ALL_ENGINES: ReadonlyArray<{ engine: EngineName; short: string }> =
   { engine: 'ebpf', short: 'bpf' },
 ];
 
-/** One sandbox with the cast running and (optionally) tpctl installed; torn down in afterAll. */
-export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: Sandbox) => string[]) | undefined) {
+/**
+ * One sandbox with the cast running and, given an engine and install arguments, tpctl
+ * installed; torn down (uninstalled first) in afterAll.
+ */
+export function useSandbox(name: string, engine?: EngineName, installArgs?: (sb: Sandbox) => string[]) {
   const ctx: { sb?: Sandbox; cast?: Cast; skipReason?: string } = {};
   beforeAll(async () => {
     ctx.sb = await createSandbox({ name, extraClientHosts: EXTRA_CLIENT_HOSTS });
     ctx.cast = await startCast(ctx.sb);
-    if (!installArgs) return;
+    if (!engine || !installArgs) return;
     const r = await runCli(ctx.sb, ['install', 'transparent-proxy', ...installArgs(ctx.sb), ...engineFlags(engine, ctx.sb)]);
     if (isKernelTooOld(r)) {
       ctx.skipReason = r.stderr.trim();
@@ -38,7 +41,7 @@ export function useSandbox(name: string, engine: EngineName, installArgs: ((sb: 
     if (!sb) return;
     let uninstallFailure = '';
     try {
-      if (installArgs && !ctx.skipReason) {
+      if (engine && installArgs && !ctx.skipReason) {
         const r = await runCli(sb, ['uninstall', 'transparent-proxy', ...uninstallFlags(engine, sb)]);
         if (r.exitCode !== 0) uninstallFailure = `uninstall (${engine}) failed: ${describeCli(r)}`;
       }
